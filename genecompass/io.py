@@ -1,0 +1,288 @@
+"""Readers of single-cell count matrices: h5ad, 10x Genomics h5 and mtx folders.
+
+The published readers (anndata, scanpy) do the parsing; this module picks the
+format, checks what they cannot, and turns their failures into
+:class:`genecompass.errors.InputError` that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse as sp
+from anndata import AnnData
+
+from genecompass.errors import InputError
+
+FORMATS = ("h5ad", "10x_h5", "10x_mtx")
+
+_FORMAT_FIX = (f"set the `format` column of the sample sheet to one of {', '.join(FORMATS)} "
+               "(h5ad file, 10x .h5 file, or a 10x folder with matrix.mtx[.gz], "
+               "features.tsv[.gz] or genes.tsv, barcodes.tsv[.gz])")
+_CORRUPT_FIX = ("re-download or re-export the file (it may be truncated or not the format "
+                "named in the sample sheet)")
+_GENOME_FIX = "set the `genome` column for this sample in the sample sheet"
+
+# Errors the published readers raise on a damaged or mislabelled file.
+_READER_ERRORS = (OSError, KeyError, ValueError, TypeError, IndexError, EOFError,
+                  UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Guess the format from the path: `.h5ad`, `.h5`/`.hdf5` or a directory."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "path", "file or folder not found",
+                         "check the `path` column of the sample sheet (relative paths are "
+                         "resolved from the working directory)")
+    if path.is_dir():
+        return "10x_mtx"
+    name = path.name.lower()
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith((".h5", ".hdf5")):
+        return "10x_h5"
+    raise InputError(path, "format", f"cannot tell the format from the name {path.name!r}",
+                     _FORMAT_FIX)
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+
+
+def read_counts(path: str | os.PathLike, fmt: str | None = None,
+                genome: str | None = None) -> AnnData:
+    """Read a count matrix as AnnData (cells x genes, X as CSR).
+
+    `fmt` is one of FORMATS or None (detected from the path). `genome` picks one
+    genome of a multi-genome 10x file (or a genome subfolder of a Cell Ranger 2
+    mtx folder). Gene identifiers stay as found; 10x files give symbols as
+    `var_names` (duplicates kept) and Ensembl IDs in `var["gene_ids"]`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "path", "file or folder not found",
+                         "check the `path` column of the sample sheet")
+    fmt = None if _blank(fmt) else str(fmt).strip()
+    genome = None if _blank(genome) else str(genome).strip()
+    if fmt is None:
+        fmt = detect_format(path)
+    if fmt not in FORMATS:
+        raise InputError(path, "format", f"unknown format {fmt!r}", _FORMAT_FIX)
+
+    if fmt == "h5ad":
+        adata = _read_h5ad(path)
+    elif fmt == "10x_h5":
+        adata = _read_10x_h5(path, genome)
+    else:
+        adata = _read_10x_mtx(path, genome)
+    return _with_csr(adata, path)
+
+
+def _with_csr(adata: AnnData, path: Path) -> AnnData:
+    if adata.X is None:
+        raise InputError(path, "X", "the file has no count matrix X",
+                         "store the raw counts in X")
+    if not isinstance(adata.X, sp.csr_matrix):
+        if sp.issparse(adata.X):
+            adata.X = sp.csr_matrix(adata.X)
+        elif isinstance(adata.X, np.ndarray):
+            adata.X = sp.csr_matrix(adata.X)
+        else:
+            raise InputError(path, "X", f"unsupported matrix type {type(adata.X).__name__}",
+                             "store X as a dense array or a scipy sparse matrix")
+    return adata
+
+
+def _check_path_kind(path: Path, want_dir: bool, fmt: str) -> None:
+    if want_dir and not path.is_dir():
+        raise InputError(path, "format", f"format {fmt} needs a folder, but this is a file",
+                         _FORMAT_FIX)
+    if not want_dir and path.is_dir():
+        raise InputError(path, "format", f"format {fmt} needs a file, but this is a folder",
+                         _FORMAT_FIX)
+
+
+def _read_h5ad(path: Path) -> AnnData:
+    _check_path_kind(path, False, "h5ad")
+    if _looks_like_10x_h5(path):
+        raise InputError(path, "format", "this is a 10x h5 file, not an h5ad file",
+                         "set the `format` column of this sample to 10x_h5")
+    try:
+        with warnings.catch_warnings():
+            # Duplicated gene names are expected: harmonisation sums them.
+            warnings.filterwarnings("ignore", message=".*not unique.*")
+            return anndata.read_h5ad(path)
+    except InputError:
+        raise
+    except _READER_ERRORS as exc:
+        raise InputError(path, "path", f"cannot read as h5ad ({type(exc).__name__}: {exc})",
+                         _CORRUPT_FIX) from None
+
+
+def _looks_like_10x_h5(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as handle:
+            return "matrix" in handle or any(
+                isinstance(item, h5py.Group) and "genes" in item and "data" in item
+                for item in handle.values())
+    except _READER_ERRORS:
+        return False
+
+
+# ---------------------------------------------------------------- 10x h5
+
+
+def _h5_genomes(path: Path) -> tuple[str, list[str]]:
+    """Layout ("v3" or "legacy") and the genomes a 10x h5 file holds."""
+    try:
+        with h5py.File(path, "r") as handle:
+            if "matrix" in handle:
+                features = handle["matrix"].get("features")
+                if features is None or "id" not in features:
+                    raise InputError(path, "path", "10x h5 file has /matrix but no /matrix/features/id",
+                                     _CORRUPT_FIX)
+                if "genome" in features:
+                    genomes = pd.unique(np.asarray(features["genome"][:]).astype(str)).tolist()
+                else:
+                    genomes = []
+                return "v3", genomes
+            # Cell Ranger 1-2: one group per genome holding the matrix datasets.
+            genomes = [name for name, item in handle.items()
+                       if isinstance(item, h5py.Group) and "genes" in item and "data" in item]
+    except InputError:
+        raise
+    except _READER_ERRORS as exc:
+        raise InputError(path, "path", f"cannot open as HDF5 ({type(exc).__name__}: {exc})",
+                         _CORRUPT_FIX) from None
+    if not genomes:
+        raise InputError(path, "format",
+                         "not a 10x h5 file: neither /matrix (Cell Ranger 3+) nor genome groups "
+                         "(Cell Ranger 1-2) found",
+                         f"if this is an AnnData file name it .h5ad or set format h5ad; {_FORMAT_FIX}")
+    return "legacy", genomes
+
+
+def _read_10x_h5(path: Path, genome: str | None) -> AnnData:
+    import scanpy as sc
+
+    _check_path_kind(path, False, "10x_h5")
+    layout, genomes = _h5_genomes(path)
+    if genome is not None and layout == "v3" and not genomes:
+        raise InputError(path, "genome", f"genome {genome!r} requested but the file records no genomes",
+                         "leave the `genome` column of this sample empty")
+    if genome is None and len(genomes) > 1:
+        raise InputError(path, "genome", f"the file holds several genomes: {genomes}", _GENOME_FIX)
+    if genome is not None and genomes and genome not in genomes:
+        raise InputError(path, "genome", f"genome {genome!r} not in the file; available: {genomes}",
+                         _GENOME_FIX)
+    try:
+        # scanpy filters a v3 file's features to `genome`, and picks the group of a legacy file.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not unique.*")
+            adata = sc.read_10x_h5(path, genome=genome)
+    except InputError:
+        raise
+    except _READER_ERRORS as exc:
+        raise InputError(path, "path", f"cannot read as 10x h5 ({type(exc).__name__}: {exc})",
+                         _CORRUPT_FIX) from None
+    return adata
+
+
+# ---------------------------------------------------------------- 10x mtx
+
+
+def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def _mtx_files(folder: Path) -> dict[str, Path | None]:
+    return {
+        "matrix": _first_existing(folder, ("matrix.mtx.gz", "matrix.mtx")),
+        "features": _first_existing(folder, ("features.tsv.gz", "features.tsv", "genes.tsv", "genes.tsv.gz")),
+        "barcodes": _first_existing(folder, ("barcodes.tsv.gz", "barcodes.tsv")),
+    }
+
+
+def _mtx_folder(path: Path, genome: str | None) -> Path:
+    """The folder holding the matrix: `path` itself or its genome subfolder (Cell Ranger 2)."""
+    if _mtx_files(path)["matrix"] is not None:
+        return path
+    subfolders = sorted(p.name for p in path.iterdir()
+                        if p.is_dir() and _mtx_files(p)["matrix"] is not None)
+    if genome is not None:
+        if genome in subfolders:
+            return path / genome
+        raise InputError(path, "genome", f"no genome subfolder {genome!r}; available: {subfolders}",
+                         _GENOME_FIX)
+    if len(subfolders) == 1:
+        return path / subfolders[0]
+    if len(subfolders) > 1:
+        raise InputError(path, "genome", f"the folder holds several genomes: {subfolders}", _GENOME_FIX)
+    raise InputError(path, "path", "no matrix.mtx or matrix.mtx.gz in the folder",
+                     "point `path` at the 10x folder with matrix.mtx[.gz], features.tsv[.gz] "
+                     "or genes.tsv, barcodes.tsv[.gz]")
+
+
+def _read_10x_mtx(path: Path, genome: str | None) -> AnnData:
+    import scanpy as sc
+
+    _check_path_kind(path, True, "10x_mtx")
+    folder = _mtx_folder(path, genome)
+    files = _mtx_files(folder)
+    missing = [kind for kind, file in files.items() if file is None]
+    if missing:
+        names = {"features": "features.tsv[.gz] or genes.tsv", "barcodes": "barcodes.tsv[.gz]"}
+        raise InputError(folder, "path", f"missing {' and '.join(names[m] for m in missing)}",
+                         "copy the complete Cell Ranger output folder")
+
+    # scanpy knows two layouts: Cell Ranger 2 (all plain, genes.tsv) and 3+ (all gzip,
+    # features.tsv.gz); other mixes of compression are read directly.
+    names = {kind: file.name for kind, file in files.items()}
+    standard = (names == {"matrix": "matrix.mtx", "features": "genes.tsv", "barcodes": "barcodes.tsv"}
+                or names == {"matrix": "matrix.mtx.gz", "features": "features.tsv.gz",
+                             "barcodes": "barcodes.tsv.gz"})
+    try:
+        if standard:
+            # make_unique=False: duplicated symbols stay duplicated so that
+            # harmonisation can sum them once they are mapped to Ensembl IDs.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*not unique.*")
+                adata = sc.read_10x_mtx(folder, var_names="gene_symbols", make_unique=False)
+        else:
+            adata = _read_mtx_files(files)
+    except InputError:
+        raise
+    except _READER_ERRORS as exc:
+        raise InputError(folder, "path", f"cannot read the 10x mtx folder ({type(exc).__name__}: {exc})",
+                         _CORRUPT_FIX) from None
+    return adata
+
+
+def _read_mtx_files(files: dict[str, Path]) -> AnnData:
+    """Read a 10x mtx folder whose files mix plain and gzip (scanpy expects all one way)."""
+    # float32 like scanpy's readers, so every mtx folder gives the same dtype.
+    counts = sp.csr_matrix(scipy.io.mmread(files["matrix"]).T, dtype=np.float32)
+    features = pd.read_csv(files["features"], sep="\t", header=None, dtype=str)
+    barcodes = pd.read_csv(files["barcodes"], sep="\t", header=None, dtype=str)
+    if counts.shape != (len(barcodes), len(features)):
+        raise ValueError(f"matrix shape {counts.shape[::-1]} (genes x cells) does not match "
+                         f"{len(features)} features and {len(barcodes)} barcodes")
+    symbols = features[1] if features.shape[1] > 1 else features[0]
+    var = pd.DataFrame({"gene_ids": features[0].to_numpy(dtype=object)},
+                       index=pd.Index(symbols.to_numpy(dtype=object)))
+    if features.shape[1] > 2:
+        var["feature_types"] = features[2].to_numpy(dtype=object)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not unique.*")
+        adata = AnnData(X=counts, obs=pd.DataFrame(index=barcodes[0].to_numpy(dtype=object)), var=var)
+        if "feature_types" in var.columns:
+            adata = adata[:, (var["feature_types"] == "Gene Expression").to_numpy()].copy()
+    return adata

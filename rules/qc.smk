@@ -1,0 +1,48 @@
+# Raw-count QC, one job per sample (paper filters; see genecompass/qc.py).
+
+
+rule qc:
+    input:
+        counts=sample_counts,
+        genes=sample_gene_table,
+    output:
+        h5ad="results/qc/{sample}.h5ad",
+        filters="results/qc/{sample}.filters.tsv",
+        genes="results/qc/{sample}.gene_ids.json",
+        figure="results/qc/{sample}.qc.png",
+    params:
+        species=sample_species,
+        fmt=lambda wildcards: sample_row(wildcards)["format"],
+        genome=lambda wildcards: sample_row(wildcards).get("genome", ""),
+        qc=config["qc"],
+    log:
+        "results/logs/qc/{sample}.log",
+    benchmark:
+        "results/benchmarks/qc/{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/qc.py"
+
+
+rule qc_summary:
+    input:
+        qc_outputs("filters"),
+    output:
+        "results/qc/summary.tsv",
+    log:
+        "results/logs/qc/summary.log",
+    benchmark:
+        "results/benchmarks/qc/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/qc_summary.py"

@@ -1,0 +1,39 @@
+# Reference tables in the workflow's own layouts (docs/formats.md).
+
+
+rule gene_table:
+    input:
+        species_gene_table_source,
+    output:
+        "results/references/{species}_genes.tsv",
+    log:
+        "results/logs/references/{species}_genes.log",
+    benchmark:
+        "results/benchmarks/references/{species}_genes.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/gene_table.py"
+
+
+rule orthologs:
+    input:
+        config["references"]["orthologs"],
+    output:
+        "results/references/orthologs.tsv",
+    log:
+        "results/logs/references/orthologs.log",
+    benchmark:
+        "results/benchmarks/references/orthologs.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/orthologs.py"

@@ -1,0 +1,37 @@
+# The synthetic demo world (genecompass/simulate.py): references, raw counts
+# in every supported format, and the planted truth tests check against.
+
+
+rule simulate_world:
+    output:
+        human_genes=f"{SIMULATE_DIR}/references/human_genes.tsv",
+        mouse_genes=f"{SIMULATE_DIR}/references/mouse_genes.tsv",
+        orthologs=f"{SIMULATE_DIR}/references/orthologs_biomart.csv",
+        grn_human=f"{SIMULATE_DIR}/references/grn_human.tsv",
+        grn_mouse=f"{SIMULATE_DIR}/references/grn_mouse.tsv",
+        families=f"{SIMULATE_DIR}/references/hgnc_gene_groups.tsv",
+        promoters_human=f"{SIMULATE_DIR}/references/promoters_human.fa",
+        promoters_mouse=f"{SIMULATE_DIR}/references/promoters_mouse.fa",
+        human_s1=f"{SIMULATE_DIR}/counts/human_s1.h5ad",
+        human_s2=f"{SIMULATE_DIR}/counts/human_s2.h5ad",
+        human_s3=f"{SIMULATE_DIR}/counts/human_s3.h5",
+        mouse_s1=f"{SIMULATE_DIR}/counts/mouse_s1.h5ad",
+        mouse_s2=directory(f"{SIMULATE_DIR}/counts/mouse_s2"),
+        truth=directory(f"{SIMULATE_DIR}/truth"),
+    params:
+        # The world's root folder, two levels above a reference file.
+        outdir=lambda wildcards, output: Path(output.human_genes).parent.parent,
+        seed=config["seed"],
+        world=config["simulate"].get("params", {}),
+    log:
+        "results/logs/simulate_world.log",
+    benchmark:
+        "results/benchmarks/simulate_world.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/simulate_world.py"

@@ -1,0 +1,157 @@
+"""Static checks of the Snakemake wiring: lint, DAG, rule directives, env files."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Import name -> conda package name, where they differ.
+CONDA_NAMES = {
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "matplotlib": "matplotlib-base",
+    "torch": "pytorch",
+    "PIL": "pillow",
+    "torch_geometric": "pytorch_geometric",
+    "rdkit": "rdkit",
+}
+# Modules every script may use without the env listing them.
+PROVIDED = {"snakemake", "genecompass"}
+REQUIRED_DIRECTIVES = ("log", "benchmark", "threads", "resources", "conda")
+
+
+def parse_rules() -> dict[str, dict]:
+    """Rule name -> directive name -> raw text, from rules/*.smk and the Snakefile."""
+    rules = {}
+    for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+        current = None
+        directive = None
+        for line in path.read_text().splitlines():
+            match = re.match(r"^rule (\w+):", line)
+            if match:
+                current = rules.setdefault(match.group(1), {"file": path.name})
+                directive = None
+                continue
+            if current is None:
+                continue
+            if line and not line.startswith((" ", "\t", "#")):
+                current = None
+                continue
+            match = re.match(r"^    (\w+):\s*(.*)$", line)
+            if match:
+                directive = match.group(1)
+                current[directive] = match.group(2)
+            elif directive and line.strip():
+                current[directive] = (current[directive] + " " + line.strip()).strip()
+    return rules
+
+
+def imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import inside genecompass
+                base = path.relative_to(ROOT).with_suffix("").parts[:-node.level]
+                names.add(".".join([*base, node.module] if node.module else base))
+                for alias in node.names:
+                    names.add(".".join([*base, *(node.module.split(".") if node.module else []), alias.name]))
+            elif node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """Top-level third-party modules a script needs, following genecompass imports."""
+    seen_files, todo, found = set(), [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen_files:
+            continue
+        seen_files.add(path)
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            if top == "genecompass":
+                module = ROOT.joinpath(*name.split("."))
+                for candidate in (module.with_suffix(".py"), module / "__init__.py"):
+                    if candidate.exists():
+                        todo.append(candidate)
+            elif top not in sys.stdlib_module_names and top not in PROVIDED and top != "__future__":
+                found.add(top)
+    return found
+
+
+def env_packages(env_file: Path) -> set[str]:
+    spec = yaml.safe_load(env_file.read_text())
+    names = set()
+    for dependency in spec["dependencies"]:
+        if isinstance(dependency, str):
+            names.add(re.split(r"[\s=<>!]", dependency.strip())[0])
+    return names
+
+
+RULES = parse_rules()
+
+
+def test_rules_were_found():
+    assert {"all", "qc", "token_dictionary", "tokenize", "corpus", "simulate_world"} <= set(RULES)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in RULES if n != "all"))
+def test_rule_has_required_directives(name):
+    missing = [d for d in REQUIRED_DIRECTIVES if d not in RULES[name]]
+    assert not missing, f"rule {name} ({RULES[name]['file']}) lacks {missing}"
+    resources = RULES[name]["resources"]
+    assert "mem_mb" in resources and "runtime" in resources, f"rule {name}: resources {resources}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in RULES if "script" in RULES[n]))
+def test_env_file_lists_every_script_import(name):
+    rule = RULES[name]
+    env = (ROOT / "rules" / rule["conda"].strip("\"'")).resolve()
+    script = (ROOT / "rules" / rule["script"].strip("\"'")).resolve()
+    assert env.exists(), f"rule {name}: env file {env} missing"
+    assert script.exists(), f"rule {name}: script {script} missing"
+    needed = {CONDA_NAMES.get(module, module) for module in third_party_imports(script)}
+    missing = needed - env_packages(env)
+    assert not missing, f"rule {name}: {env.name} lacks {sorted(missing)} imported by {script.name}"
+
+
+def test_every_script_is_used_by_a_rule():
+    used = {Path(r["script"].strip("\"'")).name for r in RULES.values() if "script" in r}
+    scripts = {p.name for p in (ROOT / "scripts").glob("*.py")}
+    assert scripts <= used, f"scripts no rule runs: {sorted(scripts - used)}"
+
+
+def run_snakemake(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_lint_is_clean():
+    result = run_snakemake("--lint")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Congratulations, your workflow is in a good condition!" in output, output
+
+
+def test_dry_run_shows_the_dag(tmp_path):
+    result = run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path),
+                           "--snakefile", str(ROOT / "Snakefile"),
+                           "--configfile", str(ROOT / "config" / "config.yaml"),
+                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for rule in ("simulate_world", "gene_table", "orthologs", "qc", "qc_summary",
+                 "token_dictionary", "gene_histogram", "gene_medians", "tokenize", "corpus"):
+        assert re.search(rf"\b{rule}\b", output), f"{rule} missing from the dry run:\n{output}"
