@@ -36,6 +36,7 @@ include: "rules/simulate.smk"
 include: "rules/references.smk"
 include: "rules/qc.smk"
 include: "rules/tokens.smk"
+include: "rules/knowledge.smk"
 
 
 rule all:

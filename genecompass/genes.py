@@ -376,6 +376,52 @@ def _map_symbols(symbols: np.ndarray, gene_table: pd.DataFrame, preferred_ids: s
     return targets, ambiguous, case_insensitive, dots_as_dashes
 
 
+def symbols_to_ensembl(symbols, gene_table: pd.DataFrame,
+                       preferred_ids: Iterable[str] | None = None) -> tuple[np.ndarray, dict]:
+    """Map gene symbols to Ensembl IDs through a gene table (from `read_gene_table`).
+
+    Same rules as `harmonize_gene_ids`: exact match, then ignoring case (BEELINE
+    writes mouse symbols in upper case), then dots read as dashes. A symbol
+    carried by several IDs is ambiguous and left unmapped unless exactly one of
+    them is in `preferred_ids`. Each distinct symbol is looked up once.
+
+    Returns an object array aligned with `symbols` ("" = unmapped, ambiguous or
+    empty) and a report over the distinct non-empty symbols: n_symbols,
+    n_mapped, n_unmapped, unmapped, n_ambiguous, ambiguous, n_case_insensitive,
+    n_dots_as_dashes (lists are truncated examples, in order of appearance).
+    """
+    if "symbol" not in gene_table.columns:
+        raise ValueError("gene_table lacks the 'symbol' column; read it with read_gene_table")
+    values = pd.Series(_as_str_array(symbols), dtype=object).str.strip()
+    codes, distinct = pd.factorize(values, sort=False)
+    distinct = np.asarray(distinct, dtype=object)
+    preferred = set(strip_version(list(preferred_ids))) if preferred_ids is not None else set()
+    # _map_symbols only looks up the queried spellings (exact or upper-cased), so the
+    # table rows whose upper-cased symbol matches none of them can go first: building
+    # its lookups over a whole gene table dominates the cost otherwise.
+    spellings = pd.Series(distinct, dtype=object).str.upper()
+    keys = set(spellings) | set(spellings.str.replace(".", "-", regex=False))
+    table_upper = gene_table["symbol"].fillna("").astype(str).str.upper()
+    candidates = gene_table[table_upper.isin(keys).to_numpy()]
+    targets, ambiguous, case_insensitive, dots_as_dashes = _map_symbols(distinct, candidates, preferred)
+
+    nonempty = distinct != ""
+    ambiguous_set = set(ambiguous)
+    unmapped = [s for s, t in zip(distinct, targets) if s != "" and t == "" and s not in ambiguous_set]
+    report = {
+        "n_symbols": int(nonempty.sum()),
+        "n_mapped": int((targets != "").sum()),
+        "n_unmapped": len(unmapped),
+        "unmapped": unmapped[:_MAX_LISTED],
+        "n_ambiguous": len(ambiguous),
+        "ambiguous": ambiguous[:_MAX_LISTED],
+        "n_case_insensitive": int(case_insensitive.sum()),
+        "n_dots_as_dashes": int(dots_as_dashes.sum()),
+    }
+    # factorize gives -1 for missing values; _as_str_array already turned those into "".
+    return targets[codes].astype(object), report
+
+
 def _sum_columns(matrix: sp.csr_matrix, targets: np.ndarray):
     """Sum the columns that share a target; returns (CSR matrix, ordered unique targets)."""
     output_ids, column_of_output = np.unique(targets, return_inverse=True)

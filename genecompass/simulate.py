@@ -179,7 +179,7 @@ class WorldParams:
     n_families: int = 30
     family_size: tuple[int, int] = (4, 22)  # primary members; second memberships add a few
     n_multi_family_genes: int = 12
-    family_sd: float = 0.5  # per-cell shared log factor of a family
+    family_sd: float = 1.0  # per-cell shared log factor of a family
     # cell types and expression
     n_cell_types: int = 5
     drivers_per_type: int = 4

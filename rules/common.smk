@@ -1,6 +1,9 @@
 # Input functions and target lists; no rules here.
 
+import re
 from pathlib import Path
+
+from genecompass.references import download_target
 
 SIMULATE_DIR = config["simulate"]["outdir"]
 
@@ -22,7 +25,7 @@ def sample_gene_table(wildcards):
 
 
 def species_gene_table_source(wildcards):
-    return config["references"][f"{wildcards.species}_genes"]
+    return reference_file(config["references"][f"{wildcards.species}_genes"])
 
 
 def qc_outputs(kind):
@@ -41,4 +44,129 @@ def all_targets():
         "results/tokens/dictionary_summary.json",
         "results/tokens/medians.tsv",
         "results/corpus/summary.json",
+        "results/knowledge/knowledge.safetensors",
     ]
+
+
+# ---- references: a config entry is a local path or {url, sha256[, path]} ----
+
+REFERENCE_CACHE = config["references"].get("cache_dir", "resources/downloads")
+# Keys of a network or promoter entry that describe it rather than locate it.
+DESCRIPTIVE_KEYS = ("name", "layout")
+
+
+def locator(entry):
+    """The part of a config entry that says where its file is."""
+    if isinstance(entry, dict):
+        return {k: v for k, v in entry.items() if k not in DESCRIPTIVE_KEYS}
+    return entry
+
+
+def reference_file(entry):
+    """Local file of a reference entry: the path itself, or the download target."""
+    return download_target(locator(entry), REFERENCE_CACHE)
+
+
+def iter_reference_entries(node=None):
+    """Every reference entry under config['references'] (nested lists/maps walked)."""
+    node = config["references"] if node is None else node
+    if isinstance(node, dict) and ("url" in node or "path" in node):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key != "cache_dir":
+                yield from iter_reference_entries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from iter_reference_entries(value)
+
+
+def downloads():
+    """File name in the cache -> the entry to download it from."""
+    result = {}
+    for entry in iter_reference_entries():
+        target = reference_file(entry)
+        if "url" in entry and Path(target).parent == Path(REFERENCE_CACHE):
+            result[Path(target).name] = locator(entry)
+    return result
+
+
+def download_params(wildcards):
+    return downloads()[wildcards.filename]
+
+
+def network_entries(species):
+    return config["references"]["networks"].get(species) or []
+
+
+def network_files(wildcards):
+    return [reference_file(entry) for entry in network_entries(wildcards.species)]
+
+
+def network_specs(wildcards):
+    """(name, layout) of each network file, in the order of network_files."""
+    specs = []
+    for entry in network_entries(wildcards.species):
+        entry = entry if isinstance(entry, dict) else {}
+        specs.append({"name": entry.get("name"), "layout": entry.get("layout")})
+    return specs
+
+
+def promoter_entry(species):
+    return (config["references"].get("promoters") or {}).get(species)
+
+
+def promoter_inputs(wildcards):
+    entry = promoter_entry(wildcards.species) or {}
+    return {key: reference_file(value) for key, value in entry.items()}
+
+
+# ---- knowledge ----
+
+KNOWLEDGE_KINDS = ("grn", "promoter", "family", "coexpression")
+
+
+def species_samples(species):
+    return [s for s in samples.index if samples.loc[s, "species"] == species]
+
+
+def hgnc_for_species(wildcards):
+    """HGNC IDs resolve human symbols listed under several Ensembl IDs."""
+    if wildcards.species == "human" and config["references"].get("gene_groups"):
+        return [reference_file(config["references"]["gene_groups"])]
+    return []
+
+
+def knowledge_species(kind):
+    """Species for which a knowledge type has inputs in this configuration."""
+    references = config["references"]
+    available = []
+    for species in ("human", "mouse"):
+        if kind == "grn" and network_entries(species):
+            available.append(species)
+        elif kind == "family" and references.get("gene_groups"):
+            available.append(species)
+        elif kind == "coexpression" and species_samples(species):
+            available.append(species)
+        elif kind == "promoter" and promoter_entry(species):
+            available.append(species)
+    return available
+
+
+def knowledge_pair_inputs(wildcards):
+    if wildcards.kind == "grn":
+        return [f"results/knowledge/inputs/grn_{wildcards.species}.tsv"]
+    if wildcards.kind == "family":
+        return [f"results/knowledge/inputs/families_{wildcards.species}.tsv"]
+    return [f"results/knowledge/inputs/coexpression/{sample}.tsv"
+            for sample in species_samples(wildcards.species)]
+
+
+def knowledge_embedding_inputs(wildcards):
+    """Named inputs {kind}_{species}: vectors, and their quality reports."""
+    inputs = {}
+    for kind in KNOWLEDGE_KINDS:
+        for species in knowledge_species(kind):
+            inputs[f"{kind}_{species}"] = f"results/knowledge/{kind}_{species}.safetensors"
+            inputs[f"{kind}_{species}_quality"] = f"results/knowledge/{kind}_{species}.quality.json"
+    return inputs

@@ -22,7 +22,7 @@ rule gene_table:
 
 rule orthologs:
     input:
-        config["references"]["orthologs"],
+        reference_file(config["references"]["orthologs"]),
     output:
         "results/references/orthologs.tsv",
     log:
@@ -37,3 +37,26 @@ rule orthologs:
         "../envs/core.yaml"
     script:
         "../scripts/orthologs.py"
+
+
+rule download_reference:
+    wildcard_constraints:
+        # Only files some config entry downloads; never anything else in the cache.
+        filename="|".join(map(re.escape, downloads())) or "(?!)",
+    output:
+        f"{REFERENCE_CACHE}/{{filename}}",
+    params:
+        entry=download_params,
+        cache=lambda wildcards, output: Path(output[0]).parent,
+    log:
+        "results/logs/downloads/{filename}.log",
+    benchmark:
+        "results/benchmarks/downloads/{filename}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/download_reference.py"

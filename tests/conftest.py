@@ -37,7 +37,7 @@ def run_workflow(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(ROOT / "config" / "config.yaml"),
         "--config", f"samples={ROOT / 'config' / 'samples.tsv'}",
-        "--cores", "2", "--quiet", "rules", *extra, *targets,
+        "--cores", "2", *extra, *targets, "--quiet", "rules",  # --quiet takes values: keep it last
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=1800)
 

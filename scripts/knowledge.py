@@ -1,0 +1,28 @@
+"""Rule knowledge: align the four knowledge embeddings to the token dictionary."""
+
+from genecompass.dictionary import read_dictionary
+from genecompass.knowledge.assemble import assemble_knowledge, coverage_table, plot_coverage, save_knowledge
+from genecompass.knowledge.build import quality_table
+from genecompass.knowledge.gene2vec import load_gene_vectors
+from genecompass.utils import atomic_output, logged_to
+
+with logged_to(snakemake.log[0]):
+    dictionary = read_dictionary(snakemake.input.dictionary)
+    embeddings, reports = {}, {}
+    for name in snakemake.input.keys():
+        if name == "dictionary":
+            continue
+        if name.endswith("_quality"):
+            reports[name.removesuffix("_quality")] = snakemake.input[name]
+        else:
+            kind, species = name.split("_")
+            embeddings.setdefault(kind, {})[species] = load_gene_vectors(snakemake.input[name])
+    knowledge = assemble_knowledge(dictionary, embeddings, snakemake.params.dim)
+    save_knowledge(knowledge, snakemake.output.knowledge)
+    coverage = coverage_table(knowledge, dictionary)
+    print(coverage.to_string(index=False))
+    with atomic_output(snakemake.output.coverage) as tmp:
+        coverage.to_csv(tmp, sep="\t", index=False)
+    plot_coverage(coverage, snakemake.output.figure)
+    with atomic_output(snakemake.output.quality) as tmp:
+        quality_table(reports).to_csv(tmp, sep="\t", index=False)
