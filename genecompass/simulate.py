@@ -201,8 +201,8 @@ class WorldParams:
     promoter_downstream: int = 2000
     promoter_gc: float = 0.42
     motif_length: tuple[int, int] = (8, 12)
-    motif_copies: int = 2
-    family_motif_copies: int = 2
+    motif_copies: int = 6
+    family_motif_copies: int = 6
     motif_mutation: float = 0.05
     promoter_divergence: float = 0.15  # substitution rate mouse vs human promoter
 

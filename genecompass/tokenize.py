@@ -16,20 +16,23 @@ Stages (see docs/formats.md, sections "Gene medians" and "Corpus"):
 Normalised expression is counts / (cell total over all genes of the file) x
 ``target_sum``. Genes mapped to the same token (one-to-many homology) have
 their counts summed before normalising.
+
+The per-cell work of both passes is done by numba kernels (section "Numba
+kernels") that walk the cells of a CSR chunk in parallel.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -42,41 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET_SUM = 10_000.0
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_CHUNK_SIZE = 2048   # cells read from the .h5ad at a time
-BLOCK_NNZ = 1 << 19         # non-zeros tokenized at a time (temporaries stay in cache)
 HISTOGRAM_FORMAT_VERSION = 1
-
-# Marks of genes in GeneTokenMap.gene_code: >= 0 is the local token of a gene
-# that is alone on its token; DROPPED is a gene without a token; a code
-# <= SHARED_BASE is a gene that shares its token (local = SHARED_BASE - code).
-DROPPED = -1
-SHARED_BASE = -2
-
-
-_MALLOC_TUNED = False
-
-
-def _keep_freed_memory_in_heap() -> None:
-    """Let glibc reuse freed numpy temporaries instead of unmapping them.
-
-    By default glibc hands large freed blocks back to the OS, so every chunk's
-    fresh temporaries page-fault again; that alone made tokenization about
-    1.7x slower. Blocks up to 64 MiB now come from the heap, which keeps up
-    to 128 MiB free. Process-wide, harmless elsewhere, skipped when the user
-    set MALLOC_* variables or the C library is not glibc.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return
-    _MALLOC_TUNED = True
-    if any(name.startswith("MALLOC_") for name in os.environ) or "GLIBC_TUNABLES" in os.environ:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 64 << 20)
-        libc.mallopt(m_trim_threshold, 128 << 20)
-    except (OSError, AttributeError):
-        pass
 
 
 # --------------------------------------------------------------------------
@@ -90,7 +59,7 @@ def normalise(counts, target_sum: float = DEFAULT_TARGET_SUM) -> sp.csr_matrix:
     """
     counts = _as_csr(counts)
     totals = _cell_totals(counts)
-    rows = _row_of_entries(counts.indptr)
+    rows = np.repeat(np.arange(counts.shape[0], dtype=np.int64), np.diff(counts.indptr))
     with np.errstate(divide="ignore", invalid="ignore"):
         data = counts.data / totals[rows] * target_sum
     out = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
@@ -112,17 +81,14 @@ def _cell_totals(counts: sp.csr_matrix) -> np.ndarray:
     return (running[counts.indptr[1:]] - running[counts.indptr[:-1]]).astype(np.float64)
 
 
-def _row_of_entries(indptr: np.ndarray) -> np.ndarray:
-    n_rows = len(indptr) - 1
-    return np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(indptr))
-
-
 class GeneTokenMap:
     """Where each gene column of a sample goes in token space.
 
     ``token_ids`` are the sample's tokens ("local" tokens), ascending, so that
-    local order equals token-id order. ``allowed_tokens`` (e.g. the tokens
-    that have a median) restricts them; genes of other tokens are dropped.
+    local order equals token-id order; ``gene_local`` is each gene's local
+    token, -1 for genes that are dropped. ``allowed_tokens`` (e.g. the tokens
+    that have a median) restricts the tokens; genes of other tokens are
+    dropped. Several genes may share a local token: their counts are summed.
     """
 
     def __init__(self, var_names: Sequence[str], gene_to_token: Mapping[str, int],
@@ -139,96 +105,229 @@ class GeneTokenMap:
         self.unmapped_genes = [name for name, ok in zip(var_names, mapped) if not ok]
         self.n_genes_unmapped = len(self.unmapped_genes)
         self.n_genes_without_median = int(mapped.sum() - kept.sum())
+        self.n_genes_kept = int(kept.sum())
 
         self.token_ids, local = np.unique(global_token[kept], return_inverse=True)
         self.token_ids = self.token_ids.astype(np.int64)
-        genes_per_token = np.bincount(local, minlength=len(self.token_ids))
-        shared = genes_per_token[local] > 1
-
-        code = np.full(self.n_genes, DROPPED, dtype=np.int32)
-        kept_idx = np.flatnonzero(kept)
-        code[kept_idx] = np.where(shared, SHARED_BASE - local, local)
-        self.gene_code = code
-        self.has_shared = bool(shared.any())
-        self.n_genes_kept = int(kept.sum())
+        self.gene_local = np.full(self.n_genes, -1, dtype=np.int32)
+        self.gene_local[kept] = local
 
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
 
-    def entries(self, counts: sp.csr_matrix) -> "ChunkEntries":
-        """The token-space non-zeros of a chunk of cells (see ``ChunkEntries``)."""
-        code = self.gene_code[counts.indices]               # a fresh array: safe to modify
-        data = counts.data
-        keep = (code != DROPPED) & (data > 0)
-        if self.has_shared:
-            shared_at = np.flatnonzero((code <= SHARED_BASE) & keep)
-            if len(shared_at):
-                # Genes sharing a token: the first one in the row carries the
-                # sum of their counts, the others are dropped.
-                code[shared_at] = SHARED_BASE - code[shared_at]
-                row = np.searchsorted(counts.indptr, shared_at, side="right") - 1
-                _, first, inverse = np.unique(row * self.n_tokens + code[shared_at],
-                                              return_index=True, return_inverse=True)
-                data = data.astype(np.float64)
-                keep[shared_at] = False
-                keep[shared_at[first]] = True
-                data[shared_at[first]] = np.bincount(inverse, weights=data[shared_at])
-        kept_before = np.concatenate([[0], np.cumsum(keep)])
-        row_len = np.diff(kept_before[counts.indptr])
-        return ChunkEntries(slot=_offsets_within_rows(row_len), local=code[keep], count=data[keep],
-                            row_len=row_len, totals=_cell_totals(counts))
+    def token_counts(self, counts: sp.csr_matrix) -> np.ndarray:
+        """Number of distinct tokens with a positive count in each cell of a chunk."""
+        return _count_tokens(*_kernel_csr(counts), self.gene_local, self.n_tokens, numba.get_num_threads())
+
+    def normalised(self, counts: sp.csr_matrix, target_sum: float = DEFAULT_TARGET_SUM):
+        """Token-space non-zeros of a chunk of cells, cell after cell.
+
+        Returns ``(local, value)``: local token (int32) and normalised
+        expression (float64) of each non-zero (cell, token) pair.
+        """
+        offsets = _offsets(self.token_counts(counts))
+        local = np.empty(offsets[-1], dtype=np.int32)
+        value = np.empty(offsets[-1], dtype=np.float64)
+        _normalised_rows(*_kernel_csr(counts), self.gene_local, self.n_tokens, float(target_sum), offsets,
+                         numba.get_num_threads(), local, value)
+        return local, value
 
 
-@dataclass
-class ChunkEntries:
-    """Non-zero (cell, token) pairs of a chunk of cells, grouped row by row.
+def _kernel_csr(counts: sp.csr_matrix):
+    """(indptr int64, indices, data) of a CSR chunk, as the kernels take them."""
+    return counts.indptr.astype(np.int64, copy=False), counts.indices, counts.data
 
-    Per entry: ``slot`` (its offset within its row), ``local`` (local token)
-    and ``count`` (summed over the genes of the token). Per cell:
-    ``row_len`` (entries) and ``totals`` (count total over all genes).
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """Where each row's output starts, and the total at the end: prefix sum of ``lengths``."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+# --------------------------------------------------------------------------
+# Numba kernels
+# --------------------------------------------------------------------------
+#
+# The row kernels take a CSR chunk of cells x genes as (indptr, indices,
+# data) and ``gene_local`` (GeneTokenMap), and split the rows (cells) into
+# ``n_threads`` blocks of consecutive rows, one parallel task each, which
+# allocates its scratch once. Kernels with a variable number of outputs per
+# row write row i from offsets[i] (``_offsets`` of the rows' lengths) into
+# arrays the caller allocates with numpy: numpy asks for huge pages, while
+# arrays allocated in the kernel come in fresh 4 KiB pages each chunk, whose
+# page faults cost about a fifth of the tokenization time.
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_row(start, stop, indices, data, gene_local, acc, row_local, row_count):
+    """Token-space non-zeros of the cell whose entries are ``start:stop``.
+
+    Fills ``row_local[:n]`` with the cell's distinct local tokens of positive
+    count (in order of first gene) and ``row_count[:n]`` with their counts,
+    summed over the genes of each token; returns ``(n, total)``, total being
+    the count over all genes of the cell. ``acc`` (float64 zeros, one per
+    local token) is scratch and is left zeroed.
     """
-
-    slot: np.ndarray
-    local: np.ndarray
-    count: np.ndarray
-    row_len: np.ndarray
-    totals: np.ndarray
-
-    @property
-    def rows(self) -> np.ndarray:
-        return np.repeat(np.arange(len(self.row_len), dtype=np.int64), self.row_len)
-
-    @property
-    def row_start(self) -> np.ndarray:
-        return np.cumsum(self.row_len) - self.row_len
-
-    def per_entry(self, per_row: np.ndarray) -> np.ndarray:
-        """A per-cell array repeated for each entry of the cell."""
-        return np.repeat(per_row, self.row_len)
+    total = 0.0
+    n = 0
+    for j in range(start, stop):
+        x = data[j]
+        total += x
+        t = gene_local[indices[j]]
+        if t >= 0 and x > 0:
+            if acc[t] == 0.0:          # the token's first gene in this cell
+                row_local[n] = t
+                n += 1
+            acc[t] += x
+    for q in range(n):
+        t = row_local[q]
+        row_count[q] = acc[t]
+        acc[t] = 0.0
+    return n, total
 
 
-def _row_blocks(counts: sp.csr_matrix, block_nnz: int):
-    """Consecutive row blocks of about ``block_nnz`` non-zeros (views, no copy).
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _count_tokens(indptr, indices, data, gene_local, n_local, n_threads):
+    """Per row, the number of distinct local tokens with a positive count."""
+    n_rows = len(indptr) - 1
+    n_tokens = np.empty(n_rows, dtype=np.int64)
+    n_tasks = min(n_rows, n_threads)
+    for task in numba.prange(n_tasks):
+        last_row = np.full(n_local, -1, dtype=np.int64)     # last row in which a token was seen
+        for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            n = 0
+            for j in range(indptr[i], indptr[i + 1]):
+                t = gene_local[indices[j]]
+                if t >= 0 and data[j] > 0 and last_row[t] != i:
+                    last_row[t] = i
+                    n += 1
+            n_tokens[i] = n
+    return n_tokens
 
-    Working block by block keeps the temporaries small enough for the cache.
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _normalised_rows(indptr, indices, data, gene_local, n_local, target_sum, offsets, n_threads,
+                     local, value):
+    """Local token and normalised value of each row's tokens, into ``local`` / ``value``."""
+    n_rows = len(indptr) - 1
+    max_nnz = _max_row_nnz(indptr)
+    n_tasks = min(n_rows, n_threads)
+    for task in numba.prange(n_tasks):
+        acc = np.zeros(n_local, dtype=np.float64)
+        row_local = np.empty(max_nnz, dtype=np.int32)
+        row_count = np.empty(max_nnz, dtype=np.float64)
+        for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            n, total = _gather_row(indptr[i], indptr[i + 1], indices, data, gene_local, acc,
+                                   row_local, row_count)
+            for q in range(n):
+                local[offsets[i] + q] = row_local[q]
+                value[offsets[i] + q] = row_count[q] / total * target_sum
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _rank_rows(indptr, indices, data, gene_local, local_medians, local_token_ids, target_sum, offsets,
+               n_threads, ids, values):
+    """Each row's top tokens by value = normalised / median, into ``ids`` / ``values``.
+
+    Row i gets offsets[i + 1] - offsets[i] of them (min(tokens, max_length)):
+    token ids and values (before log1p), best first, equal values by
+    ascending token id. The arithmetic is that of ``tokenize_cell_reference``,
+    so values and order are identical to it.
     """
-    n_rows = counts.shape[0]
-    if counts.nnz <= block_nnz:
-        yield counts
+    n_rows = len(indptr) - 1
+    max_nnz = _max_row_nnz(indptr)
+    n_tasks = min(n_rows, n_threads)
+    for task in numba.prange(n_tasks):
+        acc = np.zeros(len(local_medians), dtype=np.float64)
+        row_local = np.empty(max_nnz, dtype=np.int32)
+        row_value = np.empty(max_nnz, dtype=np.float64)
+        ranked_local = np.empty(max_nnz, dtype=np.int32)
+        ranked_value = np.empty(max_nnz, dtype=np.float64)
+        bucket_start = np.empty(8 * max_nnz + 1, dtype=np.int64)
+        for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
+            n, total = _gather_row(indptr[i], indptr[i + 1], indices, data, gene_local, acc,
+                                   row_local, row_value)
+            for q in range(n):
+                row_value[q] = row_value[q] / total * target_sum / local_medians[row_local[q]]
+            _sort_row(row_value, row_local, n, bucket_start, ranked_value, ranked_local)
+            for q in range(offsets[i + 1] - offsets[i]):
+                ids[offsets[i] + q] = local_token_ids[ranked_local[q]]
+                values[offsets[i] + q] = ranked_value[q]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_row(value, local, n, bucket_start, sorted_value, sorted_local):
+    """Order ``value[:n]`` (positive) and ``local[:n]`` (distinct) by value
+    descending, then local ascending, into ``sorted_value`` / ``sorted_local``.
+
+    A bucket sort: the bit patterns of positive floats grow with the value
+    (roughly as its logarithm), so spreading them linearly over 4 n or more
+    buckets leaves few values per bucket; an insertion sort then finishes
+    the nearly sorted whole. Rows with a crowded bucket (many tied or very
+    close values) are sorted by two argsorts instead, to stay n log n.
+    ``bucket_start`` is scratch of at least 8 n + 1 integers.
+    """
+    if n == 0:
         return
-    bounds = np.searchsorted(counts.indptr, np.arange(0, counts.nnz, block_nnz), side="right") - 1
-    bounds = np.unique(np.concatenate([bounds, [0, n_rows]]))
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        lo, hi = counts.indptr[start], counts.indptr[stop]
-        yield sp.csr_matrix((counts.data[lo:hi], counts.indices[lo:hi], counts.indptr[start:stop + 1] - lo),
-                            shape=(stop - start, counts.shape[1]), copy=False)
+    bits = value[:n].view(np.int64)
+    hi = bits[0]
+    lo = bits[0]
+    for q in range(1, n):
+        hi = max(hi, bits[q])
+        lo = min(lo, bits[q])
+    n_buckets = 4                      # a power of two >= 4 n
+    while n_buckets < 4 * n:
+        n_buckets *= 2
+    shift = 0
+    while (hi - lo) >> shift >= n_buckets:
+        shift += 1
+    # Counting sort by bucket (hi - bits) >> shift: the largest value first.
+    bucket_start[:n_buckets + 1] = 0
+    for q in range(n):
+        bucket_start[((hi - bits[q]) >> shift) + 1] += 1
+    crowded = 0
+    for b in range(1, n_buckets + 1):
+        crowded = max(crowded, bucket_start[b])
+        bucket_start[b] += bucket_start[b - 1]
+    if crowded > 32:
+        by_local = np.argsort(local[:n])
+        order = by_local[np.argsort(-value[by_local], kind="mergesort")]  # stable: ties stay by local
+        for q in range(n):
+            sorted_value[q] = value[order[q]]
+            sorted_local[q] = local[order[q]]
+        return
+    for q in range(n):
+        b = (hi - bits[q]) >> shift
+        sorted_value[bucket_start[b]] = value[q]
+        sorted_local[bucket_start[b]] = local[q]
+        bucket_start[b] += 1
+    for i in range(1, n):
+        v = sorted_value[i]
+        t = sorted_local[i]
+        j = i - 1
+        while j >= 0 and (sorted_value[j] < v or (sorted_value[j] == v and sorted_local[j] > t)):
+            sorted_value[j + 1] = sorted_value[j]
+            sorted_local[j + 1] = sorted_local[j]
+            j -= 1
+        sorted_value[j + 1] = v
+        sorted_local[j + 1] = t
 
 
-def _offsets_within_rows(row_len: np.ndarray) -> np.ndarray:
-    """0, 1, ... within each row, for entries grouped row after row."""
-    starts = np.cumsum(row_len) - row_len
-    return np.arange(int(row_len.sum()), dtype=np.int64) - np.repeat(starts, row_len)
+@numba.njit(cache=True, nogil=True)
+def _max_row_nnz(indptr):
+    longest = 0
+    for i in range(len(indptr) - 1):
+        longest = max(longest, indptr[i + 1] - indptr[i])
+    return longest
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_to_histogram(counts, rows, columns):
+    """counts[rows[e], columns[e]] += 1 for each e (np.add.at, but fast)."""
+    for e in range(len(rows)):
+        counts[rows[e], columns[e]] += 1
 
 
 # --------------------------------------------------------------------------
@@ -254,8 +353,12 @@ class BinSpec:
     def index(self, values: np.ndarray) -> np.ndarray:
         """Bin of each (positive) value."""
         with np.errstate(divide="ignore"):
-            position = (np.log10(values) - self.log10_min) / self.width
-        return np.clip(np.floor(position), 0, self.n_bins - 1).astype(np.int64)
+            position = np.asarray(np.log10(values))
+        position -= self.log10_min                 # in place: these arrays are large
+        position /= self.width
+        np.floor(position, out=position)
+        np.clip(position, 0, self.n_bins - 1, out=position)
+        return position.astype(np.int64)
 
     def as_array(self) -> np.ndarray:
         return np.array([self.n_bins, self.log10_min, self.log10_max], dtype=np.float64)
@@ -348,19 +451,17 @@ def sample_histogram(h5ad_path, gene_to_token: Mapping[str, int], chunk_size: in
     Reads the sample in chunks of ``chunk_size`` cells; memory is
     O(tokens x bins + chunk), independent of the number of cells.
     """
-    _keep_freed_memory_in_heap()
     with _CountsReader(h5ad_path) as reader:
         token_map = GeneTokenMap(reader.var_names, gene_to_token)
         _log_mapping(h5ad_path, token_map)
-        accumulator = np.zeros(token_map.n_tokens * bins.n_bins, dtype=np.int64)
-        for _, _, counts in reader.chunks(chunk_size, progress, "histogram"):
-            for block in _row_blocks(counts, BLOCK_NNZ):
-                entries = token_map.entries(block)
-                normalised = entries.count / entries.per_entry(entries.totals) * target_sum
-                flat = entries.local.astype(np.int64) * bins.n_bins + bins.index(normalised)
-                np.add.at(accumulator, flat, 1)
-        dense = accumulator.reshape(token_map.n_tokens, bins.n_bins)
-        return TokenHistogram._from_dense(token_map.token_ids, dense, bins, reader.n_cells)
+        # A token has at most one value per cell: int32 counts cannot overflow
+        # below 2**31 cells, and half the size makes the updates faster.
+        dtype = np.int32 if reader.n_cells < 2**31 else np.int64
+        counts = np.zeros((token_map.n_tokens, bins.n_bins), dtype=dtype)
+        for _, _, chunk in reader.chunks(chunk_size, progress, "histogram"):
+            local, normalised = token_map.normalised(chunk, target_sum)
+            _add_to_histogram(counts, local, bins.index(normalised))
+        return TokenHistogram._from_dense(token_map.token_ids, counts, bins, reader.n_cells)
 
 
 def merge_histograms(histograms: Iterable[TokenHistogram], batch_nnz: int = 1 << 24) -> TokenHistogram:
@@ -538,112 +639,19 @@ class CellTokenizer:
         self.local_token_ids = self.token_map.token_ids.astype(np.int32)
         self.max_length = int(max_length)
         self.target_sum = float(target_sum)
-        self.block_nnz = BLOCK_NNZ
-        _keep_freed_memory_in_heap()
 
     def __call__(self, counts) -> TokenizedChunk:
-        parts = [self._tokenize_block(block) for block in _row_blocks(_as_csr(counts), self.block_nnz)]
-        if len(parts) == 1:
-            return parts[0]
-        return TokenizedChunk(
-            lengths=np.concatenate([p.lengths for p in parts]),
-            input_ids=np.concatenate([p.input_ids for p in parts]),
-            values=np.concatenate([p.values for p in parts]),
-        )
-
-    def _tokenize_block(self, counts: sp.csr_matrix) -> TokenizedChunk:
-        entries = self.token_map.entries(counts)
-        value = (entries.count / entries.per_entry(entries.totals) * self.target_sum
-                 / self.local_medians[entries.local])
-        out_len, local, value = _rank_within_rows(entries, value, self.max_length, self.token_map.n_tokens)
-        return TokenizedChunk(
-            lengths=out_len.astype(np.int32),
-            input_ids=self.local_token_ids[local],
-            values=np.log1p(value).astype(np.float32),
-        )
-
-
-def _rank_within_rows(entries: ChunkEntries, value: np.ndarray, max_length: int, n_local: int,
-                      n_width_groups: int = 4):
-    """Rank each row's entries by (value descending, local token ascending).
-
-    Returns the number kept per row (at most ``max_length``) and the kept
-    entries' local tokens and values, row after row, in rank order.
-
-    Every row is sorted at once as a row of a 2-D grid of uint64 keys
-    (value code | local token | slot in the row), padded with the largest
-    key; rows of similar length share a grid to limit padding. The value
-    code is the float64 bit pattern of the value, inverted and taken
-    relative to the chunk's largest value, shifted right to fit: a monotone
-    function of the value, so exact ties fall back on the token. Only values
-    closer than the dropped bits (typically < 1e-9 relative) could come out
-    in the wrong order; the result is checked and such rows re-sorted exactly.
-    """
-    row_len, slot = entries.row_len, entries.slot
-    n_rows = len(row_len)
-    out_len = np.minimum(row_len, max_length)
-    width = int(row_len.max()) if len(value) else 0
-    if width == 0:
-        return out_len, entries.local[:0], value[:0]
-    slot_bits = max(1, (width - 1).bit_length())
-    local_bits = max(1, (n_local - 1).bit_length())
-    code_bits = 64 - local_bits - slot_bits
-    if code_bits < 24:  # enormous rows or token sets: sort exactly
-        return _rank_lexsort(entries, value, max_length)
-
-    # Bit patterns of positive float64 grow with the number.
-    relative = np.int64(np.iinfo(np.int64).max) - value.view(np.int64)
-    relative -= relative.min()
-    relative >>= max(0, int(relative.max()).bit_length() - code_bits)
-    keys = relative.view(np.uint64) << np.uint64(local_bits + slot_bits)
-    keys |= entries.local.astype(np.uint64) << np.uint64(slot_bits)
-    keys |= slot.view(np.uint64)
-
-    # Lay rows out in grids of rows with similar lengths, one after another.
-    by_length = np.argsort(row_len, kind="stable")
-    row_base = np.empty(n_rows, dtype=np.int64)
-    grids, size = [], 0
-    for group in np.array_split(by_length, min(n_width_groups, n_rows)):
-        group_width = max(1, int(row_len[group].max()))
-        row_base[group] = size + np.arange(len(group), dtype=np.int64) * group_width
-        grids.append((size, len(group), group_width))
-        size += len(group) * group_width
-    buffer = np.full(size, np.iinfo(np.uint64).max, dtype=np.uint64)
-    address = entries.per_entry(row_base) + slot
-    buffer[address] = keys
-    for start, n_group_rows, group_width in grids:
-        buffer[start:start + n_group_rows * group_width].reshape(n_group_rows, group_width).sort(axis=1)
-    # Read back at the same addresses: entry position i (the slot-th of its
-    # row) now holds the key of the row's slot-th ranked entry.
-    ranked = entries.per_entry(entries.row_start)
-    ranked += (buffer[address] & np.uint64((1 << slot_bits) - 1)).view(np.int64)
-
-    ranked_value = value[ranked]
-    ranked_local = entries.local[ranked]
-    wrong = (slot[1:] != 0) & (                      # slot 0 starts a new row
-        (ranked_value[1:] > ranked_value[:-1])
-        | ((ranked_value[1:] == ranked_value[:-1]) & (ranked_local[1:] < ranked_local[:-1])))
-    if wrong.any():
-        # Re-sort the rows holding a misordered pair exactly.
-        bad_rows = np.unique(np.searchsorted(np.cumsum(row_len), np.flatnonzero(wrong) + 1, side="right"))
-        bad_len = row_len[bad_rows]
-        at = np.repeat(entries.row_start[bad_rows], bad_len) + _offsets_within_rows(bad_len)
-        members = ranked[at]
-        order = np.lexsort((entries.local[members], -value[members], np.repeat(bad_rows, bad_len)))
-        ranked[at] = members[order]
-        ranked_value[at], ranked_local[at] = value[ranked[at]], entries.local[ranked[at]]
-
-    if width > max_length:
-        keep = slot < max_length
-        ranked_local, ranked_value = ranked_local[keep], ranked_value[keep]
-    return out_len, ranked_local, ranked_value
-
-
-def _rank_lexsort(entries: ChunkEntries, value: np.ndarray, max_length: int):
-    """Exact ranking with one lexsort over the chunk (slow path)."""
-    order = np.lexsort((entries.local, -value, entries.rows))
-    keep = order[entries.slot < max_length]  # sorted by row first, so slot = offset in row
-    return np.minimum(entries.row_len, max_length), entries.local[keep], value[keep]
+        counts = _as_csr(counts)
+        lengths = np.minimum(self.token_map.token_counts(counts), self.max_length)
+        offsets = _offsets(lengths)
+        ids = np.empty(offsets[-1], dtype=np.int32)
+        values = np.empty(offsets[-1], dtype=np.float64)
+        _rank_rows(*_kernel_csr(counts), self.token_map.gene_local, self.local_medians, self.local_token_ids,
+                   self.target_sum, offsets, numba.get_num_threads(), ids, values)
+        # log1p by numpy, like the reference (numba's, from libm, can differ in the last bit).
+        log_values = np.empty(len(values), dtype=np.float32)
+        np.log1p(values, out=log_values)
+        return TokenizedChunk(lengths=lengths.astype(np.int32), input_ids=ids, values=log_values)
 
 
 def gene_token_index(var_names: Sequence[str], gene_to_token: Mapping[str, int]) -> np.ndarray:
@@ -749,16 +757,28 @@ class _CountsReader:
         return None if value is None else str(value)
 
     def chunks(self, chunk_size: int, progress: bool, what: str):
-        """Yield ``(start, stop, counts CSR)`` for consecutive chunks of cells."""
+        """Yield ``(start, stop, counts CSR)`` for consecutive chunks of cells.
+
+        The next chunk is read in a background thread while the caller works
+        on this one (the kernels release the GIL), so at most two are held.
+        """
         from tqdm import tqdm
 
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+        def read(start):
+            stop = min(start + chunk_size, self.n_cells)
+            return start, stop, _as_csr(self.X[start:stop])
+
         with tqdm(total=self.n_cells, unit="cell", file=sys.stderr, disable=not progress,
-                  desc=f"{what} {self.path.stem}", mininterval=1.0) as bar:
-            for start in range(0, self.n_cells, chunk_size):
-                stop = min(start + chunk_size, self.n_cells)
-                yield start, stop, _as_csr(self.X[start:stop])
+                  desc=f"{what} {self.path.stem}", mininterval=1.0) as bar, \
+                ThreadPoolExecutor(max_workers=1) as background:
+            ahead = background.submit(read, 0) if self.n_cells else None
+            while ahead is not None:
+                start, stop, counts = ahead.result()
+                ahead = background.submit(read, stop) if stop < self.n_cells else None
+                yield start, stop, counts
                 bar.update(stop - start)
 
 
@@ -789,6 +809,14 @@ def _chunk_table(chunk: TokenizedChunk, cell_ids, species: str, sample: str):
     })
 
 
+def _write_chunk(writer, chunk: TokenizedChunk, cell_ids, species: str, sample: str) -> int:
+    """Write the non-empty cells of a chunk; returns how many."""
+    table = _chunk_table(chunk, cell_ids, species, sample)
+    if table.num_rows:
+        writer.write_table(table)
+    return table.num_rows
+
+
 def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], medians,
                     species: str | None = None, sample: str | None = None,
                     max_length: int = DEFAULT_MAX_LENGTH, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -817,14 +845,20 @@ def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], media
         with atomic_output(out_path) as tmp:
             writer = ArrowWriter(features=shard_features(), path=str(tmp))
             try:
-                for start, stop, counts in reader.chunks(chunk_size, progress, "tokenize"):
-                    chunk = tokenizer(counts)
-                    table = _chunk_table(chunk, reader.cell_names[start:stop], species, sample)
-                    if table.num_rows:
-                        writer.write_table(table)
-                    n_written += table.num_rows
-                    n_tokens += int(chunk.lengths.sum(dtype=np.int64))
-                    n_truncated += int((chunk.lengths == tokenizer.max_length).sum())
+                # Each chunk is written in a background thread while the next
+                # is tokenized; one write at a time, in order.
+                with ThreadPoolExecutor(max_workers=1) as background:
+                    writing = None
+                    for start, stop, counts in reader.chunks(chunk_size, progress, "tokenize"):
+                        chunk = tokenizer(counts)
+                        cell_ids = reader.cell_names[start:stop]
+                        if writing is not None:
+                            n_written += writing.result()
+                        writing = background.submit(_write_chunk, writer, chunk, cell_ids, species, sample)
+                        n_tokens += int(chunk.lengths.sum(dtype=np.int64))
+                        n_truncated += int((chunk.lengths == tokenizer.max_length).sum())
+                    if writing is not None:
+                        n_written += writing.result()
                 writer.finalize()
             finally:
                 writer.close()

@@ -67,9 +67,9 @@ def reference_file(entry):
     return download_target(locator(entry), REFERENCE_CACHE)
 
 
-def iter_reference_entries(node=None):
+def iter_reference_entries(node=...):
     """Every reference entry under config['references'] (nested lists/maps walked)."""
-    node = config["references"] if node is None else node
+    node = config["references"] if node is ... else node
     if isinstance(node, dict) and ("url" in node or "path" in node):
         yield node
     elif isinstance(node, dict):

@@ -41,7 +41,7 @@ rule gene_histogram:
         "results/logs/tokens/histograms/{sample}.log",
     benchmark:
         "results/benchmarks/tokens/histograms/{sample}.tsv"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
@@ -87,7 +87,7 @@ rule tokenize:
         "results/logs/tokens/shards/{sample}.log",
     benchmark:
         "results/benchmarks/tokens/shards/{sample}.tsv"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=120,

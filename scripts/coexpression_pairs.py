@@ -7,7 +7,7 @@ with logged_to(snakemake.log[0]):
     settings = snakemake.params.settings
     pairs, stats = coexpression_from_h5ad(
         [snakemake.input[0]], threshold=settings["min_pcc"], min_cells=settings["min_cells"],
-        max_cells=settings["n_cells"], seed=snakemake.params.seed, values=settings.get("values", "normalized"),
+        max_cells=settings["n_cells"], seed=snakemake.params.seed, values=settings.get("values", "log_counts"),
     )
     print(stats.to_string(index=False))
     with atomic_output(snakemake.output.pairs) as tmp:

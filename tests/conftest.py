@@ -28,6 +28,18 @@ def shared_data() -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write a small fixture file, gzipped when its name ends in .gz."""
+    import gzip
+
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "wt") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
 def run_workflow(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
     """Run the workflow's Snakefile with the demo config in ``workdir``."""
     import subprocess
@@ -37,7 +49,9 @@ def run_workflow(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(ROOT / "config" / "config.yaml"),
         "--config", f"samples={ROOT / 'config' / 'samples.tsv'}",
-        "--cores", "2", *extra, *targets, "--quiet", "rules",  # --quiet takes values: keep it last
+        # Options such as --quiet and --configfile take several values: targets go
+        # right after --cores, options after them.
+        "--cores", "2", *targets, *extra, "--quiet", "rules",
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=1800)
 

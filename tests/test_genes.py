@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import write_text
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -27,14 +28,6 @@ from genecompass.genes import (
 H1, H2, H3, H4 = (f"ENSG{n:011d}" for n in (1, 2, 3, 4))
 M1, M2, M3 = (f"ENSMUSG{n:011d}" for n in (11, 12, 13))
 
-
-def write_text(path, text: str):
-    if str(path).endswith(".gz"):
-        with gzip.open(path, "wt") as handle:
-            handle.write(text)
-    else:
-        path.write_text(text)
-    return path
 
 
 def human_table() -> pd.DataFrame:

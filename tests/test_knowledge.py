@@ -15,12 +15,13 @@ import pytest
 import scipy.sparse as sp
 
 from genecompass.errors import InputError
+from genecompass.genes import strip_version
 from genecompass.knowledge.assemble import (
     KINDS, assemble_knowledge, coverage_table, dictionary_checksum, load_knowledge, plot_coverage,
     save_knowledge,
 )
 from genecompass.knowledge.coexpression import (
-    coexpressed_pairs, coexpression_from_h5ad, log_normalize, sample_cells, strip_version,
+    coexpressed_pairs, coexpression_from_h5ad, log_normalize, sample_cells,
 )
 from genecompass.knowledge.evaluate import coregulated_pairs, heldout_pair_auc, pair_auc
 from genecompass.knowledge.gene2vec import (
@@ -276,8 +277,6 @@ def test_coexpression_from_h5ad(tmp_path):
     assert pairs["gene_a"].str.fullmatch(r"ENSG\d{11}").all() and (pairs["sample"] == "s1").all()
     with pytest.raises(InputError, match="uns.species"):
         coexpression_from_h5ad([path], species="mouse")
-    assert strip_version(["ENSG00000000001.5", "ENSMUSG00000000002.12", "MT-CO1"]) == [
-        "ENSG00000000001", "ENSMUSG00000000002", "MT-CO1"]
 
 
 # ---------------------------------------------------------------------------
@@ -315,7 +314,9 @@ def test_assembly_rules_and_round_trip(tmp_path):
     mouse = vectors_for(["M1", "M2", "M3b", "M6", "Mzzz"], dim, 1000.0)
     embeddings = {"family": {"human": human, "mouse": mouse}, "grn": {"mouse": mouse}}
     knowledge = assemble_knowledge(dictionary, embeddings, dim)
-    assert knowledge.kinds == ["grn", "family"]  # canonical order
+    # Every kind is stored in canonical order; absent kinds are empty.
+    assert knowledge.kinds == ["grn", "promoter", "family", "coexpression"]
+    assert not knowledge.masks["promoter"].any() and not knowledge.matrices["coexpression"].any()
     family, mask = knowledge.matrices["family"], knowledge.masks["family"]
     token = dict(zip(dictionary["token"], dictionary["token_id"]))
 
@@ -355,7 +356,7 @@ def test_assembly_rules_and_round_trip(tmp_path):
     with safe_open(str(path), framework="numpy") as handle:
         assert {"grn", "grn_mask", "family", "family_mask", "token_ids"} <= set(handle.keys())
         meta = handle.metadata()
-    assert json.loads(meta["kinds"]) == ["grn", "family"] and meta["dim"] == "4"
+    assert json.loads(meta["kinds"]) == list(knowledge.kinds) and meta["dim"] == "4"
     assert meta["dictionary_sha256"] == dictionary_checksum(dictionary)
 
     changed = dictionary.copy()
@@ -431,7 +432,7 @@ def test_demo_world_coexpression_finds_planted_modules(demo_world):
 
     adata = ad.read_h5ad(demo_world / "counts" / "human_s1.h5ad")
     adata = adata[adata.obs["planted_quality"] == "ok"]  # stand-in for QC
-    genes = strip_version(adata.var_names)
+    genes = list(strip_version(list(adata.var_names)))
     modules = pd.read_csv(demo_world / "truth" / "coexpression_modules.tsv", sep="\t")
     modules = modules[modules["species"] == "human"]
     module_of = modules.groupby("ensembl_id")["module"].agg(frozenset).to_dict()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import http.server
 import os
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import write_text
 
 from genecompass.errors import InputError
 from genecompass.genes import read_gene_table, read_orthologs, symbols_to_ensembl
@@ -38,14 +39,6 @@ H = {name: f"ENSG{n:011d}" for n, name in enumerate(
 M = {name: f"ENSMUSG{n:011d}" for n, name in enumerate(
     ["Gata1", "Tal1", "Klf1", "Hbb-bs", "Spi1", "Cebpa", "Myc", "0610005C13Rik"], start=1)}
 
-
-def write_text(path: Path, text: str) -> Path:
-    if str(path).endswith(".gz"):
-        with gzip.open(path, "wt") as handle:
-            handle.write(text)
-    else:
-        path.write_text(text)
-    return path
 
 
 def human_table() -> pd.DataFrame:

@@ -229,18 +229,16 @@ def test_chunked_tokenization_equals_the_per_cell_reference(seed, max_length):
                 for i in range(counts.shape[0])]
     n_tied = 0
     for chunk_size in (1, 13, 90):
-        for block_nnz in (25, 1 << 19):                # also split chunks into blocks
-            tokenizer.block_nnz = block_nnz
-            for start in range(0, counts.shape[0], chunk_size):
-                chunk = tokenizer(counts[start:start + chunk_size])
-                assert len(chunk.lengths) == min(chunk_size, counts.shape[0] - start)
-                for i in range(len(chunk.lengths)):
-                    ids, values = chunk.cell(i)
-                    ref_ids, ref_values = expected[start + i]
-                    np.testing.assert_array_equal(ids, ref_ids)
-                    np.testing.assert_array_equal(values, ref_values)
-                    assert ids.dtype == np.int32 and values.dtype == np.float32
-                    n_tied += int(np.sum(values[1:] == values[:-1]))
+        for start in range(0, counts.shape[0], chunk_size):
+            chunk = tokenizer(counts[start:start + chunk_size])
+            assert len(chunk.lengths) == min(chunk_size, counts.shape[0] - start)
+            for i in range(len(chunk.lengths)):
+                ids, values = chunk.cell(i)
+                ref_ids, ref_values = expected[start + i]
+                np.testing.assert_array_equal(ids, ref_ids)
+                np.testing.assert_array_equal(values, ref_values)
+                assert ids.dtype == np.int32 and values.dtype == np.float32
+                n_tied += int(np.sum(values[1:] == values[:-1]))
     assert n_tied > 0 or max_length == 1               # the case really has ties
     lengths = [len(ids) for ids, _ in expected]
     assert lengths[10] == lengths[11] == 0 and lengths[12] == 1
@@ -262,20 +260,51 @@ def test_near_ties_are_ranked_by_exact_value_not_by_token_id():
     np.testing.assert_array_equal(chunk.cell(1)[0], [12, 11, 13, 10])
 
 
-def test_ranking_is_exact_when_the_packed_key_drops_value_bits():
-    """Claiming huge token sets leaves fewer bits for the value code: near
-    ties then collide and must be repaired; beyond that the exact lexsort
-    path is used. All must agree with the plain lexsort ranking."""
-    genes, gene_to_token, medians, counts = _tokenization_case(5)
-    tokenizer = tk.CellTokenizer(genes, gene_to_token, medians)
-    entries = tokenizer.token_map.entries(counts)
-    value = entries.count / entries.totals[entries.rows] * TARGET / tokenizer.local_medians[entries.local]
-    for max_length in (3, 100):
-        expected = tk._rank_lexsort(entries, value, max_length)
-        for n_local in (tokenizer.token_map.n_tokens, 2 ** 32, 2 ** 40, 2 ** 60):
-            got = tk._rank_within_rows(entries, value, max_length, n_local)
-            for a, b in zip(got, expected):
-                np.testing.assert_array_equal(a, b)
+def _assert_matches_reference(genes, gene_to_token, medians, counts, max_length):
+    gene_tokens = tk.gene_token_index(genes, gene_to_token)
+    median_by_token = tk.median_array(medians)
+    chunk = tk.CellTokenizer(genes, gene_to_token, medians, max_length=max_length)(counts)
+    dense = sp.csr_matrix(counts).toarray()
+    for i in range(counts.shape[0]):
+        ids, values = tk.tokenize_cell_reference(dense[i], gene_tokens, median_by_token, max_length)
+        np.testing.assert_array_equal(chunk.cell(i)[0], ids)
+        np.testing.assert_array_equal(chunk.cell(i)[1], values)
+    return chunk
+
+
+@pytest.mark.parametrize("max_length", [10, 75, 2048])
+def test_long_runs_of_ties_rank_by_token_id(max_length):
+    """Runs of exactly equal values longer than the sort's buckets hold (its
+    exact fallback), genes in the opposite order to their tokens, and
+    max_length cutting through a run: the smallest token ids are kept."""
+    rng = np.random.default_rng(7)
+    n = 150
+    genes = gene_ids(n)
+    gene_to_token = {g: 1000 - i for i, g in enumerate(genes)}          # gene order: descending token
+    medians = {1000 - i: 1.0 for i in range(n)}
+    counts = np.ones((4, n), dtype=np.int32)
+    counts[1, ::3] = 2                                                  # runs of 50 and 100 ties
+    counts[2] = rng.integers(1, 4, n)
+    counts[3] = rng.integers(0, 3, n)
+    chunk = _assert_matches_reference(genes, gene_to_token, medians, sp.csr_matrix(counts), max_length)
+    np.testing.assert_array_equal(chunk.cell(0)[0], np.arange(851, 1001)[:max_length])
+
+
+def test_float_counts_unsorted_int64_indices_and_repeated_genes():
+    """Other CSR layouts give the same tokens: float32 counts, int64 indices
+    in no particular order within a row, a gene listed twice in a row."""
+    genes, gene_to_token, medians, counts = _tokenization_case(6)
+    coo = counts.tocoo()
+    order = np.random.default_rng(0).permutation(coo.nnz)
+    rows, cols, data = coo.row[order], coo.col[order], coo.data[order].astype(np.float32)
+    rows, cols = np.append(rows, [0, 0]), np.append(cols, [30, 30])    # gene 30 of cell 0 twice
+    data = np.append(data, np.float32([2.0, 3.0]))
+    entries = np.argsort(rows, kind="stable")                           # grouped by row, columns shuffled
+    indptr = np.searchsorted(rows[entries], np.arange(counts.shape[0] + 1)).astype(np.int64)
+    shuffled = sp.csr_matrix((data[entries], cols[entries], indptr), shape=counts.shape)
+    shuffled.indices = shuffled.indices.astype(np.int64)               # scipy picks int32 itself
+    assert tk._as_csr(shuffled).indices.dtype == np.int64 and not shuffled.has_sorted_indices
+    _assert_matches_reference(genes, gene_to_token, medians, shuffled, 2048)
 
 
 def test_genes_of_one_token_have_their_counts_summed():
@@ -332,6 +361,27 @@ def test_shard_round_trip_through_dataset_from_file(tmp_path):
         assert np.all(np.diff(row["values"]) <= 0)
         assert set(row["input_ids"]) <= valid_ids
     assert sorted(p.name for p in out.parent.iterdir()) == ["s1.arrow"]   # no temporary left
+
+
+def test_a_failure_mid_sample_leaves_no_shard(tmp_path, monkeypatch):
+    """Chunks are read and written in background threads: an error while
+    tokenizing a later chunk still propagates and leaves nothing behind."""
+    genes, gene_to_token, medians, counts = _tokenization_case(8)
+    h5ad = write_h5ad(tmp_path / "f.h5ad", counts, genes)
+    tokenize = tk.CellTokenizer.__call__
+    calls = []
+
+    def failing(self, chunk):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return tokenize(self, chunk)
+
+    monkeypatch.setattr(tk.CellTokenizer, "__call__", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        tk.tokenize_sample(h5ad, tmp_path / "out" / "f.arrow", gene_to_token, medians, chunk_size=16,
+                           progress=False)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_sample_without_mapped_genes_gives_an_empty_loadable_shard(tmp_path):

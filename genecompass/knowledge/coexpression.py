@@ -37,7 +37,6 @@ memory stays bounded for 20k+ genes.
 from __future__ import annotations
 
 import logging
-import re
 import time
 
 import numpy as np
@@ -45,15 +44,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..genes import strip_version
 
 log = logging.getLogger(__name__)
 
-_VERSION_SUFFIX = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
-
-
-def strip_version(ids) -> list[str]:
-    """Ensembl gene IDs without a ``.N`` version suffix (other IDs unchanged)."""
-    return [_VERSION_SUFFIX.sub(r"\1", str(gene)) for gene in ids]
 
 
 def sample_cells(n_cells: int, max_cells: int = 3000, seed: int = 0) -> np.ndarray:
@@ -203,7 +197,7 @@ def coexpression_from_h5ad(paths, species: str | None = None, threshold: float =
             rows = sample_cells(n_cells_total, max_cells, seed + position)
             counts = adata.X[rows] if len(rows) else sp.csr_matrix((0, adata.n_vars))
             counts = sp.csr_matrix(counts)
-            gene_ids = strip_version(adata.var_names)
+            gene_ids = list(strip_version(list(adata.var_names)))
             sample = str(adata.uns.get("sample", "")) if adata.uns is not None else ""
         finally:
             if adata.isbacked:
