@@ -208,8 +208,12 @@ def plot_qc(cell_metrics: pd.DataFrame, params: QCParams, title: str, path) -> N
 
 
 def qc_sample(counts_path, fmt, genome, species, sample, gene_table_path, params: QCParams,
-              out_h5ad, out_filters, out_gene_report, out_figure) -> QCResult:
-    """Read one sample, map its genes to Ensembl IDs, filter it, write the outputs."""
+              out_h5ad, out_filters, out_gene_report, out_figure, preferred_ids=None) -> QCResult:
+    """Read one sample, map its genes to Ensembl IDs, filter it, write the outputs.
+
+    ``preferred_ids`` (e.g. HGNC's Ensembl IDs) settle symbols that the gene
+    table lists under several IDs (alternate-haplotype copies).
+    """
     import logging
 
     from .genes import harmonize_gene_ids, read_gene_table
@@ -224,7 +228,7 @@ def qc_sample(counts_path, fmt, genome, species, sample, gene_table_path, params
         raise InputError(counts_path, "obs_names", f"duplicate cell barcodes, e.g. {duplicates}",
                          "make barcodes unique (e.g. adata.obs_names_make_unique()) before running")
     gene_table = read_gene_table(gene_table_path, species)
-    adata, gene_report = harmonize_gene_ids(adata, gene_table, species, counts_path)
+    adata, gene_report = harmonize_gene_ids(adata, gene_table, species, counts_path, preferred_ids=preferred_ids)
     log.info("gene identifiers: %s", {k: v for k, v in gene_report.items() if not isinstance(v, list)})
     if gene_report.get("n_unmapped") or gene_report.get("n_ambiguous"):
         log.warning("%d unmapped and %d ambiguous gene identifiers dropped (listed in %s)",

@@ -24,6 +24,13 @@ def sample_gene_table(wildcards):
     return f"results/references/{sample_species(wildcards)}_genes.tsv"
 
 
+def sample_hgnc(wildcards):
+    """HGNC's IDs settle human symbols that the gene table lists under several IDs."""
+    if sample_species(wildcards) == "human" and config["references"].get("gene_groups"):
+        return [reference_file(config["references"]["gene_groups"])]
+    return []
+
+
 def species_gene_table_source(wildcards):
     return reference_file(config["references"][f"{wildcards.species}_genes"])
 

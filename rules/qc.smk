@@ -5,6 +5,7 @@ rule qc:
     input:
         counts=sample_counts,
         genes=sample_gene_table,
+        hgnc=sample_hgnc,
     output:
         h5ad="results/qc/{sample}.h5ad",
         filters="results/qc/{sample}.filters.tsv",

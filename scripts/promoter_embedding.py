@@ -2,9 +2,8 @@
 
 import pandas as pd
 
-from genecompass.knowledge.build import promoter_quality
 from genecompass.knowledge.gene2vec import GeneVectors, save_gene_vectors
-from genecompass.knowledge.promoter import promoter_embeddings
+from genecompass.knowledge.promoter import promoter_embeddings, promoter_quality
 from genecompass.references import read_promoters_fasta
 from genecompass.utils import logged_to, write_json
 

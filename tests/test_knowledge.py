@@ -277,6 +277,11 @@ def test_coexpression_from_h5ad(tmp_path):
     assert pairs["gene_a"].str.fullmatch(r"ENSG\d{11}").all() and (pairs["sample"] == "s1").all()
     with pytest.raises(InputError, match="uns.species"):
         coexpression_from_h5ad([path], species="mouse")
+    # A matrix smaller than min_matrix_cells contributes no pairs (but is reported).
+    few, few_stats = coexpression_from_h5ad([path], threshold=0.5, min_cells=20, min_matrix_cells=201)
+    assert len(few) == 0 and few_stats.loc[0, "n_cells_total"] == 200
+    kept, _ = coexpression_from_h5ad([path], threshold=0.5, min_cells=20, max_cells=150, min_matrix_cells=200)
+    assert len(kept) == len(pairs)
 
 
 # ---------------------------------------------------------------------------

@@ -437,7 +437,7 @@ def test_corpus_is_reproducible_and_split_by_cell(tmp_path):
 
     first = tk.build_corpus(shards, tmp_path / "corpus1", validation_fraction=0.2, seed=7)
     second = tk.build_corpus(shards, tmp_path / "corpus2", validation_fraction=0.2, seed=7)
-    other = tk.build_corpus(shards, tmp_path / "corpus3", validation_fraction=0.2, seed=8)
+    tk.build_corpus(shards, tmp_path / "corpus3", validation_fraction=0.2, seed=8)
     assert first == second
     assert first["n_cells"] == n_cells and first["n_empty_shards"] == 1
     assert first["n_validation"] == round(0.2 * n_cells)

@@ -48,11 +48,20 @@ def test_qc_summary_counts_every_removed_cell(demo_run, truth):
         assert row["cells_kept"] == planted.get("ok", 0)
 
 
-def test_symbol_sample_reports_unmapped_symbols(demo_run):
+def test_symbol_sample_reports_unmapped_and_resolves_ambiguous_symbols(demo_run):
     report = json.loads((demo_run / "results/qc/human_s2.gene_ids.json").read_text())
     assert report["id_source"] == "symbols"
     assert report["n_unmapped"] >= 5
-    assert report["n_ambiguous"] >= 1
+    # A symbol the gene table lists under two IDs is settled by HGNC's ID.
+    genes = pd.read_csv(demo_run / "results/simulate/references/human_genes.tsv", sep="\t")
+    shared = genes[genes["symbol"].duplicated(keep=False)]
+    assert len(shared) >= 2
+    hgnc = pd.read_csv(demo_run / "results/simulate/references/hgnc_gene_groups.tsv", sep="\t")
+    kept = set(ad.read_h5ad(demo_run / "results/qc/human_s2.h5ad", backed="r").var_names)
+    chosen = set(shared["ensembl_id"]) & set(hgnc["ensembl_gene_id"])
+    assert len(chosen) == shared["symbol"].nunique() and chosen <= kept
+    assert not (set(shared["ensembl_id"]) - chosen) & kept
+    assert report["n_ambiguous"] == 0
 
 
 def test_dictionary_shares_tokens_between_species(demo_run, dictionary):

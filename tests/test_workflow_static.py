@@ -153,5 +153,7 @@ def test_dry_run_shows_the_dag(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for rule in ("simulate_world", "gene_table", "orthologs", "qc", "qc_summary",
-                 "token_dictionary", "gene_histogram", "gene_medians", "tokenize", "corpus"):
+                 "token_dictionary", "gene_histogram", "gene_medians", "tokenize", "corpus",
+                 "grn_network", "gene_families", "coexpression_pairs", "gene2vec_embedding",
+                 "promoter_sequences", "promoter_embedding", "knowledge"):
         assert re.search(rf"\b{rule}\b", output), f"{rule} missing from the dry run:\n{output}"

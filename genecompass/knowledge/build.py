@@ -91,34 +91,6 @@ def embed_pairs(kind: str, pairs: pd.DataFrame, settings: Gene2VecSettings,
     return vectors, quality
 
 
-def kmer_profiles(promoters: pd.DataFrame, k: int) -> GeneVectors:
-    """Baseline promoter vectors: centred k-mer frequencies, averaged per gene."""
-    from .promoter import KmerTokenizer
-
-    tokenizer = KmerTokenizer.default(k)
-    first = min(tokenizer.kmer_ids)
-    rows = []
-    for sequence in promoters["sequence"]:
-        ids = tokenizer.encode(sequence)
-        counts = np.bincount(ids[ids >= first] - first, minlength=4 ** k).astype(np.float32)
-        rows.append(counts / max(counts.sum(), 1.0))
-    profiles = pd.DataFrame(np.vstack(rows)).groupby(promoters["ensembl_id"].to_numpy(), sort=False).mean()
-    matrix = profiles.to_numpy(np.float32)
-    return GeneVectors(list(profiles.index), matrix - matrix.mean(axis=0))
-
-
-def promoter_quality(vectors: GeneVectors, promoters: pd.DataFrame, families: pd.DataFrame, k: int,
-                     seed: int) -> dict:
-    """Do promoters of one gene family embed closer than random genes?
-
-    Scored for the model's vectors and, as the baseline a model must beat,
-    for plain k-mer frequency profiles of the same promoters.
-    """
-    pairs = family_pairs(families, max_pairs_per_group=200, seed=seed)
-    return {"family_pairs": pair_auc(vectors, pairs, seed=seed),
-            "family_pairs_kmer_baseline": pair_auc(kmer_profiles(promoters, k), pairs, seed=seed)}
-
-
 def quality_table(reports: dict) -> pd.DataFrame:
     """One row per knowledge job and check: kind, species, check, auc, pairs scored."""
     import json

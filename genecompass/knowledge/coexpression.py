@@ -169,14 +169,17 @@ def coexpressed_pairs(counts, gene_ids, threshold: float = 0.8, min_cells: int =
 
 def coexpression_from_h5ad(paths, species: str | None = None, threshold: float = 0.8, min_cells: int = 20,
                            max_cells: int = 3000, seed: int = 0, block_size: int = 2048,
-                           values: str = "normalized") -> tuple[pd.DataFrame, pd.DataFrame]:
+                           values: str = "normalized",
+                           min_matrix_cells: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Co-expressed pairs of each QC'd matrix (``.h5ad``), computed per matrix.
 
     Each matrix gives its own pairs (as gene2vec took pairs from each
     dataset), so a pair co-expressed in several samples appears once per
     sample and weighs more. Cells are sampled with ``seed`` plus the file's
     position in ``paths``. Gene IDs lose any version suffix. When ``species``
-    is given every file's ``uns["species"]`` must match it.
+    is given every file's ``uns["species"]`` must match it. A matrix with
+    fewer than ``min_matrix_cells`` cells gives no pairs (its correlations
+    rest on too few cells to trust; it is still listed in the stats).
 
     Returns (pairs: DataFrame(gene_a, gene_b, pcc, n_cells, sample),
     stats: one row per matrix with the cost: seconds, cells, genes, pairs
@@ -205,6 +208,10 @@ def coexpression_from_h5ad(paths, species: str | None = None, threshold: float =
         if len(set(gene_ids)) != len(gene_ids):
             raise InputError(path, "var_names", "gene IDs repeat after removing version suffixes",
                              "use the QC output, whose genes are unique Ensembl IDs")
+        if n_cells_total < min_matrix_cells:
+            log.warning("co-expression %s: %d cells, fewer than %d: no pairs taken from it",
+                        path, n_cells_total, min_matrix_cells)
+            counts = counts[:0]
         pairs, stats = coexpressed_pairs(counts, gene_ids, threshold, min_cells, block_size, values)
         sample = sample or str(path)
         pairs["sample"] = sample
