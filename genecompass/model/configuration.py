@@ -1,0 +1,114 @@
+"""Configuration of the GeneCompass model (a ``transformers.PretrainedConfig``).
+
+Paper (Materials and Methods, "GeneCompass architecture"): a BERT-style
+transformer, L = 12 layers, H = 12 heads, D = 768 hidden size, GELU, dropout
+0.02 for attention and dense layers, initializer std 0.02, LayerNorm epsilon
+1e-12; 15% of the genes of each cell are masked and the loss is
+``(1 - beta) * L_ID + beta * L_exp``.
+
+Switches for the ablation experiments: ``use_values`` (expression values as
+input) and ``knowledge_kinds`` (which prior-knowledge embeddings enter the
+input); each part turned off is simply left out of the concatenated gene
+input, so the fusion layer becomes narrower.
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from ..dictionary import MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS
+
+KNOWLEDGE_KINDS = ("grn", "promoter", "family", "coexpression")
+
+PRESETS = {
+    # Demo size: trains in seconds on a CPU.
+    "tiny": {"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 32, "intermediate_size": 64},
+    "small": {"num_hidden_layers": 6, "num_attention_heads": 4, "hidden_size": 256, "intermediate_size": 1024},
+    # The paper's model (L = 12, H = 12, D = 768).
+    "base": {"num_hidden_layers": 12, "num_attention_heads": 12, "hidden_size": 768, "intermediate_size": 3072},
+}
+
+
+class GeneCompassConfig(PretrainedConfig):
+    """Hyper-parameters of :class:`~genecompass.model.GeneCompassModel`.
+
+    ``max_position_embeddings`` counts the prepended species token, so it must
+    be at least ``max_length + 1`` for cells of ``max_length`` genes.
+    ``knowledge_dim`` defaults to ``hidden_size`` (the knowledge embeddings are
+    trained with the model's hidden size). ``species_token_ids`` maps species
+    name → token id (dictionary order: human 2, mouse 3).
+    """
+
+    model_type = "genecompass"
+
+    def __init__(
+        self,
+        vocab_size: int = 1000,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.02,
+        attention_probs_dropout_prob: float = 0.02,
+        initializer_range: float = 0.02,
+        layer_norm_eps: float = 1e-12,
+        max_position_embeddings: int = 2049,
+        knowledge_dim: int | None = None,
+        knowledge_kinds=KNOWLEDGE_KINDS,
+        use_values: bool = True,
+        pre_layer_norm: bool = False,
+        pad_token_id: int = PAD_TOKEN_ID,
+        mask_token_id: int = MASK_TOKEN_ID,
+        species_token_ids: dict | None = None,
+        beta: float = 0.5,
+        mask_probability: float = 0.15,
+        classifier_dropout: float | None = None,
+        **kwargs,
+    ):
+        knowledge_kinds = list(knowledge_kinds or [])
+        unknown = [k for k in knowledge_kinds if k not in KNOWLEDGE_KINDS]
+        if unknown:
+            raise ValueError(f"unknown knowledge kinds {unknown}; use kinds among {list(KNOWLEDGE_KINDS)}")
+        if len(set(knowledge_kinds)) != len(knowledge_kinds):
+            raise ValueError(f"knowledge kinds repeated: {knowledge_kinds}")
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads "
+                             f"{num_attention_heads}")
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+        if not 0.0 < mask_probability < 1.0:
+            raise ValueError(f"mask_probability must lie in (0, 1), got {mask_probability}")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.max_position_embeddings = max_position_embeddings
+        self.knowledge_dim = int(knowledge_dim) if knowledge_dim is not None else hidden_size
+        self.knowledge_kinds = knowledge_kinds
+        self.use_values = bool(use_values)
+        self.pre_layer_norm = bool(pre_layer_norm)
+        self.mask_token_id = mask_token_id
+        self.species_token_ids = dict(species_token_ids if species_token_ids is not None else SPECIES_TOKEN_IDS)
+        self.beta = float(beta)
+        self.mask_probability = float(mask_probability)
+        self.classifier_dropout = classifier_dropout
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+    @property
+    def max_genes(self) -> int:
+        """Longest cell (in genes) the position table allows."""
+        return self.max_position_embeddings - 1
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> GeneCompassConfig:
+        """A named size (``tiny``, ``small``, ``base``) with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset '{name}'; use one of {list(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
