@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from genecompass.devices import resolve_device, resolve_dtype
 from genecompass.errors import InputError
 from genecompass.knowledge.evaluate import pair_auc
 from genecompass.knowledge.gene2vec import GeneVectors, family_pairs
@@ -267,31 +268,6 @@ def mask_for_mlm(input_ids: torch.Tensor, tokenizer: KmerTokenizer, mask_fractio
 # ---------------------------------------------------------------------------
 # Model construction and loading
 # ---------------------------------------------------------------------------
-
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` picks CUDA when present; asking for CUDA without one is an input error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(None, "device", f"'{name}' requested but this torch sees no CUDA device",
-                         "set device to 'cpu' or 'auto'")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise InputError(None, "device", f"unknown device '{name}'", "use 'cpu', 'cuda' or 'auto'") from error
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise InputError(None, "dtype", f"unknown dtype '{dtype}'", f"use one of {sorted(_DTYPES)}")
-    return _DTYPES[dtype]
 
 
 def _autocast(device: torch.device, dtype: torch.dtype):
