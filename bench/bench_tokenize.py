@@ -245,7 +245,7 @@ def worker_reference(args) -> dict:
     gene_to_token, medians = _load_inputs(args.workdir)
     adata = anndata.read_h5ad(args.h5ad, backed="r")
     n = min(args.reference_cells, adata.n_obs)
-    chunks = [tk._as_csr(adata.X[s:min(s + args.chunk_size, n)]) for s in range(0, n, args.chunk_size)]
+    chunks = [tk.as_csr(adata.X[s:min(s + args.chunk_size, n)]) for s in range(0, n, args.chunk_size)]
     gene_tokens = tk.gene_token_index(adata.var_names, gene_to_token)
     median_by_token = tk.median_array(medians)
     target_sum = tk.DEFAULT_TARGET_SUM

@@ -164,9 +164,13 @@ def qc_filter(adata, params: QCParams, path: str = "<sample>") -> QCResult:
         rows.append(("min_cells", f"< {params.min_cells} cells in sample", 0, int(keep.sum())))
 
     core = np.isin(biotype, params.core_biotypes)
-    out = adata[keep, core].copy()
-    out.X = X[keep][:, core].tocsr()
-    out.X.sort_indices()
+    import anndata
+
+    # Built from the filtered matrix directly: copying the view would copy X twice.
+    counts = X[keep][:, core].tocsr()
+    counts.sort_indices()
+    out = anndata.AnnData(X=counts, obs=adata.obs.iloc[np.flatnonzero(keep)].copy(),
+                          var=adata.var.iloc[np.flatnonzero(core)].copy(), uns=dict(adata.uns))
     out.obs["n_genes"] = n_genes[keep].astype(np.int32)
     out.obs["n_counts"] = totals[keep]
     out.obs["mito_fraction"] = mito_fraction[keep]

@@ -262,10 +262,6 @@ class SpeciesModel:
     def n_genes(self) -> int:
         return len(self.genes)
 
-    def index_of(self, ensembl_ids) -> np.ndarray:
-        lookup = pd.Series(np.arange(self.n_genes), index=self.genes["ensembl_id"].to_numpy())
-        return lookup.loc[list(ensembl_ids)].to_numpy()
-
 
 @dataclass
 class World:

@@ -38,11 +38,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from genecompass.errors import InputError
+from genecompass.normalize import DEFAULT_TARGET_SUM, as_csr, cell_totals, normalise  # noqa: F401 (normalise: public API)
 from genecompass.utils import atomic_output
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGET_SUM = 10_000.0
 DEFAULT_MAX_LENGTH = 2048
 DEFAULT_CHUNK_SIZE = 2048   # cells read from the .h5ad at a time
 HISTOGRAM_FORMAT_VERSION = 1
@@ -51,35 +51,6 @@ HISTOGRAM_FORMAT_VERSION = 1
 # --------------------------------------------------------------------------
 # Normalisation and gene -> token mapping
 # --------------------------------------------------------------------------
-
-def normalise(counts, target_sum: float = DEFAULT_TARGET_SUM) -> sp.csr_matrix:
-    """Return counts / cell total x ``target_sum`` as a float64 CSR matrix.
-
-    Cells with no counts stay empty. Works on one chunk of cells at a time.
-    """
-    counts = _as_csr(counts)
-    totals = _cell_totals(counts)
-    rows = np.repeat(np.arange(counts.shape[0], dtype=np.int64), np.diff(counts.indptr))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        data = counts.data / totals[rows] * target_sum
-    out = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
-    out.eliminate_zeros()
-    return out
-
-
-def _as_csr(matrix) -> sp.csr_matrix:
-    if sp.issparse(matrix):
-        return sp.csr_matrix(matrix)
-    return sp.csr_matrix(np.asarray(matrix))
-
-
-def _cell_totals(counts: sp.csr_matrix) -> np.ndarray:
-    """Per-row sums as float64; exact for integer counts (int64 running sum)."""
-    acc_dtype = np.int64 if np.issubdtype(counts.data.dtype, np.integer) else np.float64
-    running = np.zeros(counts.nnz + 1, dtype=acc_dtype)
-    np.cumsum(counts.data, dtype=acc_dtype, out=running[1:])
-    return (running[counts.indptr[1:]] - running[counts.indptr[:-1]]).astype(np.float64)
-
 
 class GeneTokenMap:
     """Where each gene column of a sample goes in token space.
@@ -641,7 +612,7 @@ class CellTokenizer:
         self.target_sum = float(target_sum)
 
     def __call__(self, counts) -> TokenizedChunk:
-        counts = _as_csr(counts)
+        counts = as_csr(counts)
         lengths = np.minimum(self.token_map.token_counts(counts), self.max_length)
         offsets = _offsets(lengths)
         ids = np.empty(offsets[-1], dtype=np.int32)
@@ -769,7 +740,7 @@ class _CountsReader:
 
         def read(start):
             stop = min(start + chunk_size, self.n_cells)
-            return start, stop, _as_csr(self.X[start:stop])
+            return start, stop, as_csr(self.X[start:stop])
 
         with tqdm(total=self.n_cells, unit="cell", file=sys.stderr, disable=not progress,
                   desc=f"{what} {self.path.stem}", mininterval=1.0) as bar, \

@@ -2,21 +2,13 @@
 
 from genecompass.dictionary import read_dictionary
 from genecompass.knowledge.assemble import assemble_knowledge, coverage_table, plot_coverage, save_knowledge
-from genecompass.knowledge.build import quality_table
-from genecompass.knowledge.gene2vec import load_gene_vectors
+from genecompass.knowledge.build import quality_table, read_knowledge_inputs
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):
     dictionary = read_dictionary(snakemake.input.dictionary)
-    embeddings, reports = {}, {}
-    for name in snakemake.input.keys():
-        if name == "dictionary":
-            continue
-        if name.endswith("_quality"):
-            reports[name.removesuffix("_quality")] = snakemake.input[name]
-        else:
-            kind, species = name.split("_")
-            embeddings.setdefault(kind, {})[species] = load_gene_vectors(snakemake.input[name])
+    embeddings, reports = read_knowledge_inputs(
+        {name: snakemake.input[name] for name in snakemake.input.keys() if name != "dictionary"})
     knowledge = assemble_knowledge(dictionary, embeddings, snakemake.params.dim)
     save_knowledge(knowledge, snakemake.output.knowledge)
     coverage = coverage_table(knowledge, dictionary)

@@ -10,8 +10,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from conftest import random_knowledge
+
 from genecompass.dictionary import MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS
-from genecompass.knowledge.assemble import KINDS, KnowledgeMatrices
+from genecompass.knowledge.assemble import KINDS
 from genecompass.model import (
     IGNORE_INDEX,
     GeneCompassConfig,
@@ -34,18 +36,6 @@ def tiny_config(**overrides) -> GeneCompassConfig:
     return GeneCompassConfig.preset("tiny", **kwargs)
 
 
-def random_knowledge(seed: int = 0, vocab: int = VOCAB, dim: int = KDIM) -> KnowledgeMatrices:
-    rng = np.random.default_rng(seed)
-    matrices, masks, sources = {}, {}, {}
-    for kind in KINDS:
-        mask = np.zeros(vocab, dtype=bool)
-        mask[N_SPECIAL:] = rng.random(vocab - N_SPECIAL) < 0.8
-        matrices[kind] = (rng.normal(size=(vocab, dim)) * mask[:, None]).astype(np.float32)
-        masks[kind] = mask
-        sources[kind] = mask.astype(np.uint8)
-    return KnowledgeMatrices(token_ids=np.arange(vocab), matrices=matrices, masks=masks, sources=sources,
-                             dim=dim, dictionary_sha256="0" * 64)
-
 
 def random_batch(batch=3, length=10, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -58,7 +48,7 @@ def random_batch(batch=3, length=10, seed=0):
 def model_with_knowledge(cls=GeneCompassModel, **overrides):
     torch.manual_seed(0)
     model = cls(tiny_config(**overrides))
-    model.set_knowledge(random_knowledge())
+    model.set_knowledge(random_knowledge(VOCAB, KDIM))
     return model.eval()
 
 
@@ -195,7 +185,7 @@ def test_knowledge_buffers_are_used_and_checked():
     ids, values, species = random_batch()
     token = int(ids[0, 3])
     before = model(ids, values, species).last_hidden_state
-    knowledge = random_knowledge()
+    knowledge = random_knowledge(VOCAB, KDIM)
     knowledge.masks["promoter"][token] = True
     knowledge.matrices["promoter"][token] += 5.0
     model.set_knowledge(knowledge)
@@ -210,10 +200,10 @@ def test_knowledge_buffers_are_used_and_checked():
         "grn", torch.tensor([PAD_TOKEN_ID, MASK_TOKEN_ID, *SPECIES_TOKEN_IDS.values()]))) == 0
 
     with pytest.raises(ValueError, match="dim"):
-        model.set_knowledge(random_knowledge(dim=KDIM + 1))
+        model.set_knowledge(random_knowledge(VOCAB, KDIM + 1))
     with pytest.raises(ValueError, match="shape"):
-        model.set_knowledge(random_knowledge(vocab=VOCAB + 2))
-    partial = random_knowledge()
+        model.set_knowledge(random_knowledge(VOCAB + 2, KDIM))
+    partial = random_knowledge(VOCAB, KDIM)
     del partial.matrices["coexpression"]
     with pytest.raises(ValueError, match="coexpression"):
         model.set_knowledge(partial)
@@ -236,7 +226,7 @@ def test_masked_positions_hide_their_id_value_and_knowledge():
     assert (m_ids[:, 4] == MASK_TOKEN_ID).all() and (m_values[:, 4] == 0).all()
     with torch.no_grad():
         before = model(m_ids, m_values, species).logits
-        knowledge = random_knowledge()
+        knowledge = random_knowledge(VOCAB, KDIM)
         for kind in KINDS:
             knowledge.masks[kind][40] = True
             knowledge.matrices[kind][40] = 100.0
@@ -370,7 +360,7 @@ def test_training_on_two_programs_lowers_losses(one_thread):
     config = tiny_config(knowledge_kinds=["grn"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                          beta=0.5)
     model = GeneCompassForPretraining(config)
-    model.set_knowledge(random_knowledge(seed=1))
+    model.set_knowledge(random_knowledge(VOCAB, KDIM, seed=1))
     data_gen = torch.Generator().manual_seed(0)
     eval_ids, eval_values, eval_species = program_cells(256, data_gen)
     model.eval()

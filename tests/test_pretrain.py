@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from genecompass.knowledge.assemble import KINDS, KnowledgeMatrices
+from conftest import random_knowledge
+
 from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
 from genecompass.pretrain import (
     LOG_COLUMNS,
@@ -76,18 +77,6 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-def random_knowledge(seed: int = 0) -> KnowledgeMatrices:
-    rng = np.random.default_rng(seed)
-    matrices, masks, sources = {}, {}, {}
-    for kind in KINDS:
-        mask = np.zeros(VOCAB, dtype=bool)
-        mask[N_SPECIAL:] = rng.random(VOCAB - N_SPECIAL) < 0.8
-        matrices[kind] = (rng.normal(size=(VOCAB, KDIM)) * mask[:, None]).astype(np.float32)
-        masks[kind] = mask
-        sources[kind] = mask.astype(np.uint8)
-    return KnowledgeMatrices(token_ids=np.arange(VOCAB), matrices=matrices, masks=masks, sources=sources,
-                             dim=KDIM, dictionary_sha256="0" * 64)
-
 
 def config(**overrides) -> GeneCompassConfig:
     kwargs = {"vocab_size": VOCAB, "max_position_embeddings": MAX_LEN + 1, "knowledge_dim": KDIM,
@@ -120,7 +109,7 @@ def learned(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("learned")
     settings = PretrainSettings(lr=3e-3, warmup_steps=10, batch_size=16, epochs=30, checkpoint_every=100,
                                 eval_every=65, log_every=5, seed=0, device="cpu", mask_probability=0.15)
-    summary = pretrain(corpus, out, config(), random_knowledge(), settings)
+    summary = pretrain(corpus, out, config(), random_knowledge(VOCAB, KDIM), settings)
     return out, summary
 
 
@@ -145,7 +134,7 @@ def test_outputs_and_reload(learned, corpus):
     assert written["steps"] == summary["steps"]
     assert set(written["final_metrics"]) >= {"val_id_accuracy", "val_value_mse", "loss"}
     model = GeneCompassForPretraining.from_pretrained(out / "model")
-    knowledge = random_knowledge()
+    knowledge = random_knowledge(VOCAB, KDIM)
     grn = model.genecompass.embeddings.knowledge_grn
     expected = torch.as_tensor(knowledge.matrices["grn"]) * torch.as_tensor(knowledge.masks["grn"])[:, None]
     assert torch.equal(grn, expected)
@@ -156,16 +145,16 @@ def test_outputs_and_reload(learned, corpus):
 def test_resume_matches_uninterrupted_and_is_deterministic(corpus, tmp_path):
     settings = short_settings()
     full = tmp_path / "full"
-    pretrain(corpus, full, config(), random_knowledge(), settings)
+    pretrain(corpus, full, config(), random_knowledge(VOCAB, KDIM), settings)
     again = tmp_path / "again"
-    pretrain(corpus, again, config(), random_knowledge(), settings)
+    pretrain(corpus, again, config(), random_knowledge(VOCAB, KDIM), settings)
 
     interrupted = tmp_path / "interrupted"
-    partial = pretrain(corpus, interrupted, config(), random_knowledge(), settings, stop_after_steps=8)
+    partial = pretrain(corpus, interrupted, config(), random_knowledge(VOCAB, KDIM), settings, stop_after_steps=8)
     assert partial["stopped"] and partial["steps"] == 8
     assert [s for s, _ in list_checkpoints(interrupted)] == [4, 8]
     assert not (interrupted / "model").exists()
-    resumed = pretrain(corpus, interrupted, config(), random_knowledge(), settings)
+    resumed = pretrain(corpus, interrupted, config(), random_knowledge(VOCAB, KDIM), settings)
     assert resumed["resumed"] and resumed["steps"] == 12
 
     a, b, c = final_state(full), final_state(again), final_state(interrupted)
@@ -223,7 +212,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, corpus: str, out: str) ->
                        "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)})
     assert init_distributed("gloo")[:2] == (rank, world_size)
     try:
-        pretrain(corpus, out, config(), random_knowledge(),
+        pretrain(corpus, out, config(), random_knowledge(VOCAB, KDIM),
                  short_settings(max_steps=6, checkpoint_every=3, eval_every=3, num_workers=0))
     finally:
         dist.destroy_process_group()
@@ -248,8 +237,8 @@ def test_distributed_two_gloo_processes(corpus, tmp_path):
 
 def test_worker_processes_give_same_result(corpus, tmp_path):
     settings = short_settings(max_steps=4, checkpoint_every=100, eval_every=100)
-    pretrain(corpus, tmp_path / "w0", config(), random_knowledge(), settings)
+    pretrain(corpus, tmp_path / "w0", config(), random_knowledge(VOCAB, KDIM), settings)
     settings.num_workers = 2
-    pretrain(corpus, tmp_path / "w2", config(), random_knowledge(), settings)
+    pretrain(corpus, tmp_path / "w2", config(), random_knowledge(VOCAB, KDIM), settings)
     a, b = final_state(tmp_path / "w0"), final_state(tmp_path / "w2")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -303,7 +303,7 @@ def test_float_counts_unsorted_int64_indices_and_repeated_genes():
     indptr = np.searchsorted(rows[entries], np.arange(counts.shape[0] + 1)).astype(np.int64)
     shuffled = sp.csr_matrix((data[entries], cols[entries], indptr), shape=counts.shape)
     shuffled.indices = shuffled.indices.astype(np.int64)               # scipy picks int32 itself
-    assert tk._as_csr(shuffled).indices.dtype == np.int64 and not shuffled.has_sorted_indices
+    assert tk.as_csr(shuffled).indices.dtype == np.int64 and not shuffled.has_sorted_indices
     _assert_matches_reference(genes, gene_to_token, medians, shuffled, 2048)
 
 

@@ -107,3 +107,20 @@ def quality_table(reports: dict) -> pd.DataFrame:
                              "n_positive": section.get("n_positive_scored"),
                              "n_negative": section.get("n_negative")})
     return pd.DataFrame(rows, columns=["kind", "species", "check", "auc", "n_positive", "n_negative"])
+
+
+def read_knowledge_inputs(named_paths: dict) -> tuple[dict, dict]:
+    """Split ``{kind}_{species}`` vector files from ``{kind}_{species}_quality`` reports.
+
+    Returns (embeddings[kind][species] -> GeneVectors, reports[f"{kind}_{species}"] -> path).
+    """
+    from .gene2vec import load_gene_vectors
+
+    embeddings, reports = {}, {}
+    for name, path in named_paths.items():
+        if name.endswith("_quality"):
+            reports[name.removesuffix("_quality")] = path
+        else:
+            kind, species = name.split("_")
+            embeddings.setdefault(kind, {})[species] = load_gene_vectors(path)
+    return embeddings, reports

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from ..genes import strip_version
+from ..normalize import normalise
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,7 @@ def expression_values(counts, values: str = "normalized") -> sp.csr_matrix:
 
 def log_normalize(counts) -> sp.csr_matrix:
     """log1p(counts / cell total × 10,000) as float64 CSR (empty cells stay zero)."""
-    counts = sp.csr_matrix(counts, dtype=np.float64)
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
-    values = sp.diags(scale) @ counts
-    values = sp.csr_matrix(values)
+    values = normalise(counts)
     values.data = np.log1p(values.data)
     return values
 
