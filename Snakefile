@@ -29,6 +29,7 @@ samples = samples.set_index("sample", drop=False)
 wildcard_constraints:
     sample="|".join(samples.index),
     species="human|mouse",
+    variant="|".join([*config["model"]["variants"], "untrained"]),
 
 
 include: "rules/common.smk"
@@ -37,6 +38,7 @@ include: "rules/references.smk"
 include: "rules/qc.smk"
 include: "rules/tokens.smk"
 include: "rules/knowledge.smk"
+include: "rules/model.smk"
 
 
 rule all:

@@ -109,6 +109,19 @@ class PretrainSettings:
         if self.warmup_steps < 0 or self.lr <= 0:
             raise ValueError("warmup_steps must be >= 0 and lr > 0")
 
+    # Keys of the workflow's pretrain section that size the job, not the run.
+    RESOURCE_KEYS = ("gpus", "threads")
+
+    @classmethod
+    def from_config(cls, section: dict, seed: int, max_length: int | None = None) -> PretrainSettings:
+        """Settings from the workflow's ``pretrain:`` section (resource keys ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        fields = {k: v for k, v in section.items() if k not in cls.RESOURCE_KEYS}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"pretrain section: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**fields, seed=int(seed), max_length=max_length)
+
 
 # --------------------------------------------------------------------------- distributed
 
@@ -315,6 +328,36 @@ def load_checkpoint(path, model, optimizer, scheduler) -> dict:
     return torch.load(path / "state.pt", weights_only=True, map_location="cpu")
 
 
+# Settings that change the trajectory of a run; the others (device, logging,
+# checkpoint cadence, loader workers) may differ between an interrupted run and its resumption.
+_TRAJECTORY_SETTINGS = ("lr", "warmup_steps", "batch_size", "epochs", "max_steps", "weight_decay", "beta",
+                        "mask_probability", "max_grad_norm", "adam_betas", "adam_epsilon", "seed", "dtype",
+                        "mega_batch_factor")
+
+
+def run_fingerprint(config: GeneCompassConfig, settings: PretrainSettings, n_train: int, max_length: int,
+                    world_size: int) -> str:
+    """SHA-256 of what fixes a run's trajectory: model config, optimisation settings, data size, ranks."""
+    import hashlib
+    import json
+
+    model = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "architectures")}
+    trajectory = {k: _jsonable(getattr(settings, k)) for k in _TRAJECTORY_SETTINGS}
+    payload = {"model": model, "settings": trajectory, "n_train": int(n_train), "max_length": int(max_length),
+               "world_size": int(world_size)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _discard_foreign_checkpoints(out_dir, fingerprint: str) -> None:
+    """Remove checkpoints written by a run with other settings (they must not be resumed)."""
+    for _, path in list_checkpoints(out_dir):
+        state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+        if state.get("fingerprint") != fingerprint:
+            log.warning("checkpoint %s belongs to a run with other settings (model, optimisation or data); "
+                        "removing it and starting afresh", path)
+            shutil.rmtree(path)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -506,6 +549,10 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
     step = 0
     tokens_seen_before = 0
     seconds_before = 0.0
+    fingerprint = run_fingerprint(config, settings, len(train), max_length, world_size)
+    if is_main:
+        _discard_foreign_checkpoints(out_dir, fingerprint)
+    _barrier(world_size)
     checkpoints = list_checkpoints(out_dir)
     if checkpoints:
         _, ckpt_path = checkpoints[-1]
@@ -603,7 +650,8 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
                 if is_main:
                     elapsed = seconds_before + time.time() - started
                     save_checkpoint(out_dir, step, model, optimizer, scheduler,
-                                    {"tokens_seen": seen, "seconds": elapsed, "epoch": epoch},
+                                    {"tokens_seen": seen, "seconds": elapsed, "epoch": epoch,
+                                     "fingerprint": fingerprint},
                                     keep=settings.keep_checkpoints)
                 _barrier(world_size)
             if stop_after_steps is not None and step >= stop_after_steps:
@@ -653,5 +701,5 @@ def _jsonable(value):
 __all__ = [
     "LOG_COLUMNS", "PretrainSettings", "evaluate", "init_distributed", "length_grouped_batches",
     "list_checkpoints", "load_checkpoint", "padding_fraction", "plot_log", "pretrain", "random_batches",
-    "save_checkpoint",
+    "run_fingerprint", "save_checkpoint",
 ]

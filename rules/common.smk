@@ -1,6 +1,8 @@
 # Input functions and target lists; no rules here.
 
+import json
 import re
+import shlex
 from pathlib import Path
 
 from genecompass.references import download_target
@@ -52,7 +54,54 @@ def all_targets():
         "results/tokens/medians.tsv",
         "results/corpus/summary.json",
         "results/knowledge/knowledge.safetensors",
+        *[f"results/model/{variant}/summary.json" for variant in pretrained_variants()],
+        *[f"results/embeddings/{main_variant()}/cells/{sample}.h5ad" for sample in samples.index],
+        "results/analysis/gene_embeddings/summary.tsv",
     ]
+
+
+# ---- model ----
+
+
+def pretrained_variants():
+    """Model variants pretrained side by side (config model.variants); the first is the main one."""
+    return list(config["model"]["variants"])
+
+
+def main_variant():
+    return pretrained_variants()[0]
+
+
+def analysis_variants():
+    """Variants compared in the gene-embedding analysis: every pretrained one and the untrained model."""
+    return [*pretrained_variants(), "untrained"]
+
+
+def shell_json(value):
+    """A config section as one shell-quoted JSON argument."""
+    return shlex.quote(json.dumps(value, sort_keys=True))
+
+
+def pretrain_launcher(wildcards, resources):
+    """python for one process; torchrun with one process per GPU when the rule gets several."""
+    gpus = int(resources.gpu)
+    if gpus > 1:
+        return f"torchrun --standalone --nnodes 1 --nproc-per-node {gpus}"
+    return "python"
+
+
+def gene_sum_inputs(wildcards):
+    return {f"sample_{sample}": f"results/embeddings/{wildcards.variant}/samples/{sample}.npz"
+            for sample in samples.index}
+
+
+def embedding_analysis_inputs(wildcards):
+    inputs = {}
+    for variant in analysis_variants():
+        inputs[f"contextual_{variant}"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
+        for sample in samples.index:
+            inputs[f"sample_{variant}_{sample}"] = f"results/embeddings/{variant}/samples/{sample}.npz"
+    return inputs
 
 
 # ---- references: a config entry is a local path or {url, sha256[, path]} ----

@@ -27,23 +27,7 @@ def shared_data() -> Path:
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def random_knowledge(vocab: int, dim: int, seed: int = 0, n_special: int = 4):
-    """Knowledge matrices covering ~80% of the gene tokens with random vectors."""
-    import numpy as np
-
-    from genecompass.knowledge.assemble import KINDS, KnowledgeMatrices
-
-    rng = np.random.default_rng(seed)
-    matrices, masks, sources = {}, {}, {}
-    for kind in KINDS:
-        mask = np.zeros(vocab, dtype=bool)
-        mask[n_special:] = rng.random(vocab - n_special) < 0.8
-        matrices[kind] = (rng.normal(size=(vocab, dim)) * mask[:, None]).astype(np.float32)
-        masks[kind] = mask
-        sources[kind] = mask.astype(np.uint8)
-    return KnowledgeMatrices(token_ids=np.arange(vocab), matrices=matrices, masks=masks, sources=sources,
-                             dim=dim, dictionary_sha256="0" * 64)
+from genecompass.knowledge.assemble import random_knowledge  # noqa: E402,F401  (tests import it from here)
 
 
 def write_text(path: Path, text: str) -> Path:

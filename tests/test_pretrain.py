@@ -167,6 +167,23 @@ def test_resume_matches_uninterrupted_and_is_deterministic(corpus, tmp_path):
     assert np.allclose([float(r["loss"]) for r in log_full], [float(r["loss"]) for r in log_resumed])
 
 
+def test_checkpoints_of_other_settings_are_not_resumed(corpus, tmp_path):
+    out = tmp_path / "run"
+    pretrain(corpus, out, config(), random_knowledge(VOCAB, KDIM), short_settings(), stop_after_steps=8)
+    assert [s for s, _ in list_checkpoints(out)] == [4, 8]
+    # Bookkeeping settings may change between an interruption and the resumption ...
+    resumed = pretrain(corpus, out, config(), random_knowledge(VOCAB, KDIM),
+                       short_settings(log_every=3, eval_every=5), stop_after_steps=9)
+    assert resumed["steps"] == 9
+    assert [s for s, _ in list_checkpoints(out)] == [4, 8]
+    # ... a different learning rate makes the old checkpoints foreign: the run starts afresh.
+    fresh = pretrain(corpus, out, config(), random_knowledge(VOCAB, KDIM), short_settings(lr=1e-3))
+    assert not fresh["resumed"] and fresh["steps"] == 12
+    assert [s for s, _ in list_checkpoints(out)] == [4, 8]
+    log_steps = [int(r["step"]) for r in read_log(out / "training_log.csv")]
+    assert log_steps == sorted(set(log_steps)) and log_steps[0] == 2
+
+
 def test_no_knowledge_and_bf16(corpus, tmp_path):
     settings = short_settings(max_steps=3, checkpoint_every=100, eval_every=100, dtype="bfloat16")
     summary = pretrain(corpus, tmp_path / "plain", config(knowledge_kinds=[]), None, settings)

@@ -115,11 +115,19 @@ def test_rule_has_required_directives(name):
     assert "mem_mb" in resources and "runtime" in resources, f"rule {name}: resources {resources}"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in RULES if "script" in RULES[n]))
+def rule_script(rule: dict) -> Path | None:
+    """The Python script a rule runs: its script: directive, or scripts/*.py named in its shell command."""
+    if "script" in rule:
+        return (ROOT / "rules" / rule["script"].strip("\"'")).resolve()
+    match = re.search(r"scripts\"?\s*/\s*\"?(\w+)\.py", rule.get("params", "") + rule.get("shell", ""))
+    return ROOT / "scripts" / f"{match.group(1)}.py" if match else None
+
+
+@pytest.mark.parametrize("name", sorted(n for n in RULES if rule_script(RULES[n])))
 def test_env_file_lists_every_script_import(name):
     rule = RULES[name]
     env = (ROOT / "rules" / rule["conda"].strip("\"'")).resolve()
-    script = (ROOT / "rules" / rule["script"].strip("\"'")).resolve()
+    script = rule_script(rule)
     assert env.exists(), f"rule {name}: env file {env} missing"
     assert script.exists(), f"rule {name}: script {script} missing"
     needed = {CONDA_NAMES.get(module, module) for module in third_party_imports(script)}
@@ -128,7 +136,7 @@ def test_env_file_lists_every_script_import(name):
 
 
 def test_every_script_is_used_by_a_rule():
-    used = {Path(r["script"].strip("\"'")).name for r in RULES.values() if "script" in r}
+    used = {rule_script(r).name for r in RULES.values() if rule_script(r)}
     scripts = {p.name for p in (ROOT / "scripts").glob("*.py")}
     assert scripts <= used, f"scripts no rule runs: {sorted(scripts - used)}"
 
@@ -155,5 +163,32 @@ def test_dry_run_shows_the_dag(tmp_path):
     for rule in ("simulate_world", "gene_table", "orthologs", "qc", "qc_summary",
                  "token_dictionary", "gene_histogram", "gene_medians", "tokenize", "corpus",
                  "grn_network", "gene_families", "coexpression_pairs", "gene2vec_embedding",
-                 "promoter_sequences", "promoter_embedding", "knowledge"):
+                 "promoter_sequences", "promoter_embedding", "knowledge", "pretrain", "untrained_model",
+                 "embed_sample", "cell_embeddings", "gene_embeddings", "embedding_analysis"):
         assert re.search(rf"\b{rule}\b", output), f"{rule} missing from the dry run:\n{output}"
+
+
+@pytest.mark.parametrize("name", ["pretrain", "promoter_embedding", "embed_sample"])
+def test_gpu_rules_take_their_gpus_from_config(name):
+    resources = RULES[name]["resources"]
+    assert "gpu=" in resources, f"rule {name}: no gpu resource: {resources}"
+    assert "config[" in resources.split("gpu=", 1)[1], f"rule {name}: gpu resource not from config: {resources}"
+
+
+@pytest.mark.parametrize("gpus, launcher", [(0, "python "), (1, "python "),
+                                            (2, "torchrun --standalone --nnodes 1 --nproc-per-node 2 ")])
+def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    overlay = tmp_path / "gpus.yaml"
+    overlay.write_text(yaml.safe_dump({"pretrain": {**config["pretrain"], "gpus": gpus}}))
+    result = run_snakemake("-n", "-p", "--cores", "1", "--resources", "gpu=2", "--directory", str(tmp_path),
+                           "--snakefile", str(ROOT / "Snakefile"),
+                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
+                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}", "--forcerun", "pretrain",
+                           "--", "results/model/genecompass/summary.json")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    commands = [line for line in output.splitlines() if "scripts/pretrain.py" in line]
+    assert commands, output
+    assert all(f"PYTHONSAFEPATH=1 {launcher}" in line for line in commands), commands
+    assert f"gpu={gpus}" in output

@@ -65,6 +65,21 @@ class KnowledgeMatrices:
         return int(len(self.token_ids))
 
 
+def random_knowledge(vocab: int, dim: int, seed: int = 0, n_special: int = 4,
+                     coverage: float = 0.8) -> KnowledgeMatrices:
+    """Random knowledge for tests and benchmarks: each kind covers ~``coverage`` of the gene tokens."""
+    rng = np.random.default_rng(seed)
+    matrices, masks, sources = {}, {}, {}
+    for kind in KINDS:
+        mask = np.zeros(vocab, dtype=bool)
+        mask[n_special:] = rng.random(vocab - n_special) < coverage
+        matrices[kind] = (rng.normal(size=(vocab, dim)) * mask[:, None]).astype(np.float32)
+        masks[kind] = mask
+        sources[kind] = mask.astype(np.uint8)
+    return KnowledgeMatrices(token_ids=np.arange(vocab), matrices=matrices, masks=masks, sources=sources,
+                             dim=dim, dictionary_sha256="0" * 64)
+
+
 def dictionary_checksum(dictionary: pd.DataFrame) -> str:
     """SHA-256 of the token → gene assignment (ids, tokens, classes, Ensembl IDs)."""
     missing = [c for c in _CHECKSUM_COLUMNS if c not in dictionary.columns]

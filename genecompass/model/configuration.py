@@ -107,6 +107,29 @@ class GeneCompassConfig(PretrainedConfig):
         return self.max_position_embeddings - 1
 
     @classmethod
+    def for_variant(cls, model_section: dict, variant: str, vocab_size: int,
+                    knowledge_dim: int | None = None) -> GeneCompassConfig:
+        """The config of one model variant of the workflow's ``model:`` section.
+
+        ``model_section`` has ``preset``, ``max_length`` (genes per cell),
+        ``overrides`` (any field) and ``variants`` (name → ``{knowledge: [...],
+        values: bool}``); the vocabulary size comes from the token dictionary
+        and the knowledge dim from the knowledge file.
+        """
+        variants = model_section.get("variants") or {}
+        if variant not in variants:
+            raise ValueError(f"model variant '{variant}' is not in the config's model.variants "
+                             f"({list(variants)}); add it there")
+        spec = variants[variant] or {}
+        fields = dict(model_section.get("overrides") or {})
+        fields.update(vocab_size=int(vocab_size), max_position_embeddings=int(model_section["max_length"]) + 1,
+                      knowledge_kinds=list(spec.get("knowledge", KNOWLEDGE_KINDS)),
+                      use_values=bool(spec.get("values", True)))
+        if knowledge_dim is not None:
+            fields["knowledge_dim"] = int(knowledge_dim)
+        return cls.preset(model_section["preset"], **fields)
+
+    @classmethod
     def preset(cls, name: str, **overrides) -> GeneCompassConfig:
         """A named size (``tiny``, ``small``, ``base``) with any field overridden."""
         if name not in PRESETS:

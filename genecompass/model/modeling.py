@@ -149,13 +149,17 @@ class GeneCompassEmbeddings(nn.Module):
         mask = getattr(self, f"knowledge_{kind}_mask")
         return matrix[ids] * mask[ids].unsqueeze(-1).to(matrix.dtype)
 
-    def forward(self, ids: torch.Tensor, values: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    def gene_encoding(self, ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The fused ID ⊕ value ⊕ knowledge encoding, before the rank position is added."""
         parts = [self.gene_embeddings(ids)]
         if self.config.use_values:
             parts.append(self.value_projection(values.unsqueeze(-1).to(parts[0].dtype)))
         for kind in self.knowledge_kinds:
             parts.append(self.knowledge_projections[kind](self.knowledge(kind, ids).to(parts[0].dtype)))
-        x = self.fusion(torch.cat(parts, dim=-1)) + self.position_embeddings(position_ids)
+        return self.fusion(torch.cat(parts, dim=-1))
+
+    def forward(self, ids: torch.Tensor, values: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        x = self.gene_encoding(ids, values) + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(x))
 
 

@@ -1,0 +1,162 @@
+# Pre-training (one run per model variant), the untrained reference model,
+# embedding extraction and the gene-embedding analysis.
+
+
+rule pretrain:
+    input:
+        corpus="results/corpus/dataset",
+        knowledge="results/knowledge/knowledge.safetensors",
+        dictionary="results/tokens/dictionary.tsv",
+    output:
+        model=directory("results/model/{variant}/model"),
+        summary="results/model/{variant}/summary.json",
+        training_log="results/model/{variant}/training_log.csv",
+        figure="results/model/{variant}/loss.png",
+    wildcard_constraints:
+        variant="|".join(pretrained_variants()),
+    params:
+        # Checkpoints live outside the outputs: Snakemake keeps them when a run is
+        # interrupted, and the re-run resumes from the last one.
+        work="results/model/{variant}/run",
+        launcher=pretrain_launcher,
+        script=str(Path(workflow.basedir) / "scripts" / "pretrain.py"),
+        model_section=lambda wildcards: shell_json(config["model"]),
+        pretrain_section=lambda wildcards: shell_json(config["pretrain"]),
+        seed=config["seed"],
+    log:
+        "results/logs/model/pretrain_{variant}.log",
+    benchmark:
+        "results/benchmarks/model/pretrain_{variant}.tsv"
+    threads: config["pretrain"].get("threads", 2)
+    resources:
+        mem_mb=16000,
+        runtime=24 * 60,
+        gpu=config["pretrain"]["gpus"],
+    conda:
+        "../envs/torch.yaml"
+    shell:
+        # PYTHONSAFEPATH: the scripts folder (it has a tokenize module) must not shadow the standard library.
+        "PYTHONSAFEPATH=1 {params.launcher} {params.script:q} --corpus {input.corpus} --knowledge {input.knowledge}"
+        " --dictionary {input.dictionary} --variant {wildcards.variant}"
+        " --model-section {params.model_section} --pretrain-section {params.pretrain_section}"
+        " --seed {params.seed} --threads {threads} --work {params.work}"
+        " --out-model {output.model} --out-summary {output.summary} --out-log {output.training_log}"
+        " --out-figure {output.figure} > {log} 2>&1"
+
+
+rule untrained_model:
+    input:
+        knowledge="results/knowledge/knowledge.safetensors",
+        dictionary="results/tokens/dictionary.tsv",
+    output:
+        model=directory("results/model/untrained/model"),
+    params:
+        model_section=config["model"],
+        variant=main_variant(),
+        seed=config["seed"],
+    log:
+        "results/logs/model/untrained.log",
+    benchmark:
+        "results/benchmarks/model/untrained.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/untrained_model.py"
+
+
+rule embed_sample:
+    input:
+        model="results/model/{variant}/model",
+        shard="results/tokens/shards/{sample}.arrow",
+        h5ad="results/qc/{sample}.h5ad",
+    output:
+        "results/embeddings/{variant}/samples/{sample}.npz",
+    params:
+        settings=config["embeddings"],
+        max_length=config["model"]["max_length"],
+        species_samples=lambda wildcards: len(species_samples(sample_species(wildcards))),
+        seed=config["seed"],
+    log:
+        "results/logs/embeddings/{variant}/{sample}.log",
+    benchmark:
+        "results/benchmarks/embeddings/{variant}/{sample}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=min(1, config["pretrain"]["gpus"]),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/embed_sample.py"
+
+
+rule cell_embeddings:
+    input:
+        embeddings="results/embeddings/{variant}/samples/{sample}.npz",
+        h5ad="results/qc/{sample}.h5ad",
+    output:
+        "results/embeddings/{variant}/cells/{sample}.h5ad",
+    log:
+        "results/logs/embeddings/{variant}/cells_{sample}.log",
+    benchmark:
+        "results/benchmarks/embeddings/{variant}/cells_{sample}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/cell_embeddings.py"
+
+
+rule gene_embeddings:
+    input:
+        unpack(gene_sum_inputs),
+        model="results/model/{variant}/model",
+        dictionary="results/tokens/dictionary.tsv",
+    output:
+        contextual="results/embeddings/{variant}/genes_contextual.tsv.gz",
+        static="results/embeddings/{variant}/genes_static.tsv.gz",
+    log:
+        "results/logs/embeddings/{variant}/genes.log",
+    benchmark:
+        "results/benchmarks/embeddings/{variant}/genes.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/gene_embeddings.py"
+
+
+rule embedding_analysis:
+    input:
+        unpack(embedding_analysis_inputs),
+    output:
+        summary="results/analysis/gene_embeddings/summary.tsv",
+        pairs="results/analysis/gene_embeddings/pairs.tsv.gz",
+        figure="results/analysis/gene_embeddings/similarity.png",
+    params:
+        variants=analysis_variants(),
+        n_pairs=config["embeddings"].get("analysis_pairs", 2000),
+        seed=config["seed"],
+    log:
+        "results/logs/analysis/gene_embeddings.log",
+    benchmark:
+        "results/benchmarks/analysis/gene_embeddings.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/embedding_analysis.py"
