@@ -39,6 +39,7 @@ include: "rules/qc.smk"
 include: "rules/tokens.smk"
 include: "rules/knowledge.smk"
 include: "rules/model.smk"
+include: "rules/tasks.smk"
 
 
 rule all:

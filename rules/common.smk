@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from genecompass.references import download_target
@@ -57,7 +58,44 @@ def all_targets():
         *[f"results/model/{variant}/summary.json" for variant in pretrained_variants()],
         *[f"results/embeddings/{main_variant()}/cells/{sample}.h5ad" for sample in samples.index],
         "results/analysis/gene_embeddings/summary.tsv",
+        *came_targets(),
     ]
+
+
+# ---- tasks ----
+
+
+def came_pair(name):
+    pairs = config["tasks"]["came"].get("pairs") or {}
+    if name not in pairs:
+        raise ValueError(f"tasks.came.pairs has no pair '{name}' (it has {list(pairs)})")
+    return pairs[name]
+
+
+def pair_species(name, side):
+    """The one species of a pair's reference or query samples."""
+    found = {samples.loc[sample, "species"] for sample in came_pair(name)[side]}
+    if len(found) != 1:
+        raise ValueError(f"tasks.came.pairs.{name}.{side}: samples of species {sorted(found)}; "
+                         "use samples of one species per side")
+    return found.pop()
+
+
+def came_inputs(wildcards):
+    pair = came_pair(wildcards.pair)
+    inputs = {"reference": [f"results/qc/{s}.h5ad" for s in pair["reference"]],
+              "query": [f"results/qc/{s}.h5ad" for s in pair["query"]]}
+    if wildcards.method == "genecompass_came":
+        variant = config["tasks"]["came"].get("embedding_variant") or main_variant()
+        inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
+        inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"
+    return inputs
+
+
+def came_targets():
+    pairs = (config.get("tasks") or {}).get("came", {}).get("pairs") or {}
+    return [f"results/tasks/came/{pair}/{method}/metrics.json" for pair in pairs
+            for method in ("came", "genecompass_came")]
 
 
 # ---- model ----
@@ -82,12 +120,22 @@ def shell_json(value):
     return shlex.quote(json.dumps(value, sort_keys=True))
 
 
+def rule_python():
+    """The Python of a shell rule: its conda env's under --use-conda, else the one running Snakemake."""
+    from snakemake.settings.types import DeploymentMethod
+
+    settings = getattr(workflow, "deployment_settings", None)
+    if settings is not None and DeploymentMethod.CONDA in settings.deployment_method:
+        return "python"
+    return shlex.quote(sys.executable)
+
+
 def pretrain_launcher(wildcards, resources):
-    """python for one process; torchrun with one process per GPU when the rule gets several."""
+    """One process; with several GPUs, torchrun (torch.distributed.run) with one process per GPU."""
     gpus = int(resources.gpu)
     if gpus > 1:
-        return f"torchrun --standalone --nnodes 1 --nproc-per-node {gpus}"
-    return "python"
+        return f"{rule_python()} -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node {gpus}"
+    return rule_python()
 
 
 def gene_sum_inputs(wildcards):

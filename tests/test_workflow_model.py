@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.workflow

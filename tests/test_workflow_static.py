@@ -21,6 +21,7 @@ CONDA_NAMES = {
     "torch": "pytorch",
     "PIL": "pillow",
     "torch_geometric": "pytorch_geometric",
+    "igraph": "python-igraph",
     "rdkit": "rdkit",
 }
 # Modules every script may use without the env listing them.
@@ -175,8 +176,9 @@ def test_gpu_rules_take_their_gpus_from_config(name):
     assert "config[" in resources.split("gpu=", 1)[1], f"rule {name}: gpu resource not from config: {resources}"
 
 
-@pytest.mark.parametrize("gpus, launcher", [(0, "python "), (1, "python "),
-                                            (2, "torchrun --standalone --nnodes 1 --nproc-per-node 2 ")])
+@pytest.mark.parametrize("gpus, launcher", [
+    (0, f"{sys.executable} "), (1, f"{sys.executable} "),
+    (2, f"{sys.executable} -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 2 ")])
 def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     overlay = tmp_path / "gpus.yaml"

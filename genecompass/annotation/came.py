@@ -111,6 +111,7 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import InputError
+from .metrics import annotation_metrics
 
 log = logging.getLogger(__name__)
 
@@ -888,20 +889,6 @@ def _check_graph(graph) -> None:
     if missing or "classes" not in graph or "query_pca" not in graph:
         raise InputError(None, "graph", f"not a CAME graph (missing edge types {missing} or metadata)",
                          "build the graph with build_came_graph")
-
-
-def annotation_metrics(true_labels, predicted_labels) -> dict:
-    """Accuracy and macro-F1 (over the union of true and predicted labels, as CAME) of query predictions."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    truth = np.asarray(true_labels, dtype=object).astype(str)
-    predicted = np.asarray(predicted_labels, dtype=object).astype(str)
-    if truth.shape != predicted.shape:
-        raise InputError(None, "query_labels", f"{len(truth)} labels for {len(predicted)} predictions",
-                         "give one label per query cell, in the row order of the query matrix")
-    return {"accuracy": float(accuracy_score(truth, predicted)),
-            "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
-            "n_cells": len(truth)}
 
 
 def _query_truth(query_labels, n_query: int) -> np.ndarray | None:

@@ -1,0 +1,30 @@
+# Downstream tasks of the paper, each beside its own tool and baselines.
+
+
+rule came:
+    input:
+        unpack(came_inputs),
+        dictionary="results/tokens/dictionary.tsv",
+    output:
+        metrics="results/tasks/came/{pair}/{method}/metrics.json",
+        predictions="results/tasks/came/{pair}/{method}/predictions.tsv",
+        figure="results/tasks/came/{pair}/{method}/confusion.png",
+    wildcard_constraints:
+        method="came|genecompass_came",
+    params:
+        pair=lambda wildcards: came_pair(wildcards.pair),
+        task=config["tasks"]["came"],
+        reference_species=lambda wildcards: pair_species(wildcards.pair, "reference"),
+        query_species=lambda wildcards: pair_species(wildcards.pair, "query"),
+    log:
+        "results/logs/tasks/came/{pair}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/came/{pair}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/came.py"
