@@ -65,8 +65,21 @@ def all_targets():
 # ---- tasks ----
 
 
+def came_pairs():
+    """tasks.came.pairs by name, every sample checked against the sample sheet."""
+    pairs = {}
+    for pair in ((config.get("tasks") or {}).get("came") or {}).get("pairs") or []:
+        unknown = [s for s in [*pair["reference"], *pair["query"]] if s not in samples.index]
+        if unknown:
+            raise ValueError(f"{config['samples']}: tasks.came.pairs '{pair['name']}' names samples {unknown} "
+                             f"that the sample sheet lacks. Fix: use sample names of the sheet "
+                             f"({list(samples.index)}) or drop the pair.")
+        pairs[pair["name"]] = pair
+    return pairs
+
+
 def came_pair(name):
-    pairs = config["tasks"]["came"].get("pairs") or {}
+    pairs = came_pairs()
     if name not in pairs:
         raise ValueError(f"tasks.came.pairs has no pair '{name}' (it has {list(pairs)})")
     return pairs[name]
@@ -93,8 +106,7 @@ def came_inputs(wildcards):
 
 
 def came_targets():
-    pairs = (config.get("tasks") or {}).get("came", {}).get("pairs") or {}
-    return [f"results/tasks/came/{pair}/{method}/metrics.json" for pair in pairs
+    return [f"results/tasks/came/{pair}/{method}/metrics.json" for pair in came_pairs()
             for method in ("came", "genecompass_came")]
 
 

@@ -194,3 +194,15 @@ def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
     assert commands, output
     assert all(f"PYTHONSAFEPATH=1 {launcher}" in line for line in commands), commands
     assert f"gpu={gpus}" in output
+
+
+@pytest.mark.realdata
+def test_real_config_dry_run_plans_every_stage(shared_data):
+    """config/real.yaml layered on the demo config: its lists replace the demo's (samples, pairs)."""
+    result = run_snakemake("-n", "--cores", "1", "--configfile", "config/real.yaml")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    for target in ("results/qc/baron_human.h5ad", "results/model/genecompass/summary.json",
+                   "results/tasks/came/baron_mouse_to_human/genecompass_came/metrics.json"):
+        assert target in output, f"{target} not planned:\n{output[-3000:]}"
+    assert "demo_mouse_to_human" not in output
