@@ -59,6 +59,7 @@ def all_targets():
         *[f"results/embeddings/{main_variant()}/cells/{sample}.h5ad" for sample in samples.index],
         "results/analysis/gene_embeddings/summary.tsv",
         *came_targets(),
+        *annotation_targets(),
     ]
 
 
@@ -286,3 +287,40 @@ def knowledge_embedding_inputs(wildcards):
             inputs[f"{kind}_{species}"] = f"results/knowledge/{kind}_{species}.safetensors"
             inputs[f"{kind}_{species}_quality"] = f"results/knowledge/{kind}_{species}.quality.json"
     return inputs
+
+
+ANNOTATION_METHODS = ("genecompass", "genecompass_no_pretraining", "logistic_regression")
+
+
+def annotation_datasets():
+    """tasks.annotation.datasets by name, samples checked against the sample sheet."""
+    datasets = {}
+    for dataset in ((config.get("tasks") or {}).get("annotation") or {}).get("datasets") or []:
+        unknown = [s for s in dataset["samples"] if s not in samples.index]
+        if unknown:
+            raise ValueError(f"{config['samples']}: tasks.annotation.datasets '{dataset['name']}' names samples "
+                             f"{unknown} that the sample sheet lacks. Fix: use sample names of the sheet "
+                             f"({list(samples.index)}) or drop the dataset.")
+        datasets[dataset["name"]] = dataset
+    return datasets
+
+
+def annotation_dataset(name):
+    datasets = annotation_datasets()
+    if name not in datasets:
+        raise ValueError(f"tasks.annotation.datasets has no dataset '{name}' (it has {list(datasets)})")
+    return datasets[name]
+
+
+def annotation_inputs(wildcards):
+    dataset = annotation_dataset(wildcards.dataset)
+    inputs = {"shards": [f"results/tokens/shards/{s}.arrow" for s in dataset["samples"]],
+              "h5ad": [f"results/qc/{s}.h5ad" for s in dataset["samples"]]}
+    if wildcards.method != "logistic_regression":
+        inputs["model"] = f"results/model/{main_variant()}/model"
+    return inputs
+
+
+def annotation_targets():
+    return [f"results/tasks/annotation/{name}/{method}/metrics.json" for name in annotation_datasets()
+            for method in ANNOTATION_METHODS]

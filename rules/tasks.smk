@@ -28,3 +28,31 @@ rule came:
         "../envs/torch.yaml"
     script:
         "../scripts/came.py"
+
+
+rule annotate:
+    input:
+        unpack(annotation_inputs),
+    output:
+        metrics="results/tasks/annotation/{dataset}/{method}/metrics.json",
+        predictions="results/tasks/annotation/{dataset}/{method}/predictions.tsv",
+        figure="results/tasks/annotation/{dataset}/{method}/confusion.png",
+    wildcard_constraints:
+        method="|".join(ANNOTATION_METHODS),
+    params:
+        dataset=lambda wildcards: annotation_dataset(wildcards.dataset),
+        task=config["tasks"]["annotation"],
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/annotation/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/annotation/{dataset}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=600,
+        gpu=min(1, config["pretrain"]["gpus"]),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/annotate.py"

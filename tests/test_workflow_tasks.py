@@ -25,3 +25,19 @@ def test_came_annotates_the_query_species(demo_run, method, floor):
     assert set(predictions["predicted"]) <= set(predictions["true"])
     assert (demo_run / PAIR / method / "confusion.png").stat().st_size > 0
 
+
+
+@pytest.mark.parametrize("method, floor", [("genecompass", 0.6), ("genecompass_no_pretraining", 0.6),
+                                           ("logistic_regression", 0.9)])
+def test_single_species_annotation_on_a_held_out_sample(demo_run, method, floor):
+    out = demo_run / "results/tasks/annotation/demo_human" / method
+    metrics = json.loads((out / "metrics.json").read_text())
+    split = metrics["split"]
+    assert split["test_groups"] == ["human_s2"]  # a whole held-out sample, never a random cell split
+    # five planted types: chance is 0.2
+    assert metrics["metrics"]["accuracy"] > floor and metrics["metrics"]["macro_f1"] > floor
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    assert len(predictions) == 264 and predictions["cell"].str.startswith("human_s2/").all()
+    assert (out / "confusion.png").stat().st_size > 0
+    if method != "logistic_regression":
+        assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 30
