@@ -66,17 +66,21 @@ def all_targets():
 # ---- tasks ----
 
 
-def came_pairs():
-    """tasks.came.pairs by name, every sample checked against the sample sheet."""
-    pairs = {}
-    for pair in ((config.get("tasks") or {}).get("came") or {}).get("pairs") or []:
-        unknown = [s for s in [*pair["reference"], *pair["query"]] if s not in samples.index]
+def task_entries(task, key, sample_keys):
+    """config tasks.<task>.<key> (a list of named entries) by name, their samples checked against the sheet."""
+    entries = {}
+    for entry in ((config.get("tasks") or {}).get(task) or {}).get(key) or []:
+        unknown = [s for k in sample_keys for s in entry[k] if s not in samples.index]
         if unknown:
-            raise ValueError(f"{config['samples']}: tasks.came.pairs '{pair['name']}' names samples {unknown} "
+            raise ValueError(f"{config['samples']}: tasks.{task}.{key} '{entry['name']}' names samples {unknown} "
                              f"that the sample sheet lacks. Fix: use sample names of the sheet "
-                             f"({list(samples.index)}) or drop the pair.")
-        pairs[pair["name"]] = pair
-    return pairs
+                             f"({list(samples.index)}) or drop the entry.")
+        entries[entry["name"]] = entry
+    return entries
+
+
+def came_pairs():
+    return task_entries("came", "pairs", ("reference", "query"))
 
 
 def came_pair(name):
@@ -293,16 +297,7 @@ ANNOTATION_METHODS = ("genecompass", "genecompass_no_pretraining", "logistic_reg
 
 
 def annotation_datasets():
-    """tasks.annotation.datasets by name, samples checked against the sample sheet."""
-    datasets = {}
-    for dataset in ((config.get("tasks") or {}).get("annotation") or {}).get("datasets") or []:
-        unknown = [s for s in dataset["samples"] if s not in samples.index]
-        if unknown:
-            raise ValueError(f"{config['samples']}: tasks.annotation.datasets '{dataset['name']}' names samples "
-                             f"{unknown} that the sample sheet lacks. Fix: use sample names of the sheet "
-                             f"({list(samples.index)}) or drop the dataset.")
-        datasets[dataset["name"]] = dataset
-    return datasets
+    return task_entries("annotation", "datasets", ("samples",))
 
 
 def annotation_dataset(name):

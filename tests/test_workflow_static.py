@@ -206,3 +206,15 @@ def test_real_config_dry_run_plans_every_stage(shared_data):
                    "results/tasks/came/baron_mouse_to_human/genecompass_came/metrics.json"):
         assert target in output, f"{target} not planned:\n{output[-3000:]}"
     assert "demo_mouse_to_human" not in output
+
+
+def test_task_naming_an_unknown_sample_is_a_clear_error(tmp_path):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(yaml.safe_dump({"tasks": {"came": {"seeds": [0], "pairs": [
+        {"name": "bad", "reference": ["nope"], "query": ["human_s1"], "label_column": "cell_type"}]}}}))
+    result = run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
+                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
+                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "tasks.came.pairs 'bad' names samples ['nope'] that the sample sheet lacks" in output, output[-3000:]
