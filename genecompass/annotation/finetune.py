@@ -263,6 +263,13 @@ def _qc_paths(qc_paths) -> dict[str, Path]:
     return {Path(p).stem: Path(p) for p in qc_paths}
 
 
+def _qc_path(paths: dict[str, Path], sample: str) -> Path:
+    if sample not in paths:
+        raise InputError(None, "qc_paths", f"no QC file for tokenized sample '{sample}' (given: {list(paths)})",
+                         "pass results/qc/<sample>.h5ad for every tokenized sample")
+    return paths[sample]
+
+
 def _token_keys(dataset) -> pd.DataFrame:
     missing = [c for c in ("sample", "cell_id") if c not in dataset.column_names]
     if missing:
@@ -300,10 +307,7 @@ def obs_for_tokens(dataset, qc_paths) -> pd.DataFrame:
     paths = _qc_paths(qc_paths)
     frames = []
     for sample in pd.unique(keys["sample"]):
-        if sample not in paths:
-            raise InputError(None, "qc_paths", f"no QC file for tokenized sample '{sample}' (given: {list(paths)})",
-                             "pass results/qc/<sample>.h5ad for every tokenized sample")
-        adata = anndata.read_h5ad(paths[sample], backed="r")
+        adata = anndata.read_h5ad(_qc_path(paths, sample), backed="r")
         try:
             obs = adata.obs
             position = _locate(keys, sample, obs.index, paths[sample])
@@ -332,10 +336,7 @@ def counts_for_tokens(dataset, qc_paths):
     paths = _qc_paths(qc_paths)
     parts = []
     for sample in pd.unique(keys["sample"]):
-        if sample not in paths:
-            raise InputError(None, "qc_paths", f"no QC file for tokenized sample '{sample}' (given: {list(paths)})",
-                             "pass results/qc/<sample>.h5ad for every tokenized sample")
-        adata = anndata.read_h5ad(paths[sample])
+        adata = anndata.read_h5ad(_qc_path(paths, sample))
         position = _locate(keys, sample, adata.obs_names, paths[sample])
         part = anndata.AnnData(X=adata.X[position], obs=adata.obs.iloc[position].copy(), var=adata.var[[]].copy())
         for column in part.obs.columns:
