@@ -55,7 +55,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from genecompass.devices import resolve_device
+from genecompass.devices import autocast_for, resolve_device
 from genecompass.errors import InputError
 from genecompass.knowledge.assemble import random_knowledge
 from genecompass.model import (
@@ -108,10 +108,7 @@ def setup(args) -> Env:
     args.genes = args.genes or genes
     args.batch_size = args.batch_size or batch
     args.steps = args.steps or steps
-    use_bf16 = args.dtype == "bfloat16" and (
-        device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()))
-    if args.dtype == "bfloat16" and not use_bf16:
-        print(f"  note: bfloat16 not supported on {device}; running float32", file=sys.stderr)
+    _, use_bf16 = autocast_for(device, args.dtype)
     return Env(device=device, use_bf16=use_bf16)
 
 

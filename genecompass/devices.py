@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Callable
+
 import torch
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -35,3 +41,16 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in _DTYPES:
         raise InputError(None, "dtype", f"unknown dtype '{dtype}'", f"use one of {sorted(_DTYPES)}")
     return _DTYPES[dtype]
+
+
+def autocast_for(device: torch.device, dtype: str = "float32") -> tuple[Callable, bool]:
+    """``(factory, use_bf16)``: ``factory()`` is a bf16 autocast context when ``dtype`` is
+    ``bfloat16`` and the device supports it, else a null context (with a warning when bf16
+    was asked for but is unsupported)."""
+    use_bf16 = dtype == "bfloat16" and (
+        device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()))
+    if dtype == "bfloat16" and not use_bf16:
+        log.warning("bfloat16 is not supported on %s; running in float32", device)
+    if use_bf16:
+        return (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)), True
+    return contextlib.nullcontext, False

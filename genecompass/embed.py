@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .devices import resolve_device
-from .model import GeneCompassConfig, GeneCompassModel, collate_cells
+from .devices import autocast_for, resolve_device
+from .model import GeneCompassConfig, GeneCompassModel
+from .pretrain import BatchReader, cell_lengths
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +87,26 @@ def embed_dataset(model: GeneCompassModel, dataset, batch_size: int = 64, max_le
     max_length = int(max_length or cfg.max_genes)
     n = len(dataset)
     hidden = cfg.hidden_size
-    lengths = np.minimum(np.asarray(dataset.with_format("numpy")["length"], dtype=np.int64), max_length)
+    lengths = cell_lengths(dataset, max_length)
     selected = np.ones(n, dtype=bool) if gene_cells is None else np.asarray(gene_cells, dtype=bool)
     if selected.shape != (n,):
         raise ValueError(f"gene_cells has {selected.shape[0]} entries for {n} cells")
-    use_bf16 = dtype == "bfloat16" and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    autocast, _ = autocast_for(device, dtype)
 
     cells = np.zeros((n, hidden), dtype=np.float32)
     within = np.full(n, np.nan, dtype=np.float32)
     sums = torch.zeros((cfg.vocab_size, hidden), dtype=torch.float64, device=device)
     counts = torch.zeros(cfg.vocab_size, dtype=torch.int64, device=device)
     order = np.argsort(-lengths, kind="stable")
-    columns = ["input_ids", "values", "length", "species"]
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    for batch_index in tqdm(batches, desc="embedding cells", unit="batch", disable=not progress, mininterval=5):
-        rows = dataset.select_columns(columns)[[int(i) for i in batch_index]]
-        rows = [dict(zip(columns, values)) for values in zip(*(rows[c] for c in columns))]
-        batch = collate_cells(rows, max_length, cfg.species_token_ids, cfg.pad_token_id)
+    reader = BatchReader(dataset.select_columns(["input_ids", "values", "length", "species"]), batches, max_length,
+                         cfg.species_token_ids, cfg.pad_token_id)
+    for i in tqdm(range(len(reader)), desc="embedding cells", unit="batch", disable=not progress, mininterval=5):
+        batch_index = batches[i]
+        batch = reader[i]
         ids = batch["input_ids"].to(device)
         mask = batch["attention_mask"].to(device).bool()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast():
             out = model(input_ids=ids, values=batch["values"].to(device),
                         species_ids=batch["species_ids"].to(device), attention_mask=mask).last_hidden_state
         out = out.float()

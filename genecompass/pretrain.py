@@ -30,6 +30,7 @@ the loss is ``(1 - beta) * L_ID + beta * L_exp``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .devices import autocast_for, resolve_device
 from .model import (
     IGNORE_INDEX,
     GeneCompassConfig,
@@ -50,7 +52,6 @@ from .model import (
     collate_cells,
     mask_batch,
 )
-from .devices import resolve_device
 from .utils import atomic_output, write_json
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ def _rank_batches(batches: list, rank: int, world_size: int) -> list:
     return batches[rank::world_size][:per_rank]
 
 
-class _BatchReader(torch.utils.data.Dataset):
+class BatchReader(torch.utils.data.Dataset):
     """Item i = the collated tensors of batch i (rows read from the memory-mapped split)."""
 
     def __init__(self, split, batches, max_length: int, species_token_ids: dict, pad_token_id: int):
@@ -245,13 +246,14 @@ class _BatchReader(torch.utils.data.Dataset):
         return collate_cells(rows, self.max_length, self.species_token_ids, self.pad_token_id)
 
 
-def _loader(reader: _BatchReader, num_workers: int, seed: int):
+def batch_loader(reader: BatchReader, num_workers: int, seed: int):
     # An own generator: creating the iterator must not draw from the global RNG (resumability).
     return torch.utils.data.DataLoader(reader, batch_size=None, shuffle=False, num_workers=int(num_workers),
                                        persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
-def _split_lengths(split, max_length: int) -> np.ndarray:
+def cell_lengths(split, max_length: int) -> np.ndarray:
+    """Genes per cell of a corpus split, cut at ``max_length`` (read from the ``length`` column only)."""
     lengths = np.asarray(split.with_format("numpy")["length"], dtype=np.int64)
     return np.minimum(lengths, max_length)
 
@@ -368,11 +370,11 @@ def evaluate(model, split, settings: PretrainSettings, max_length: int, device, 
     cfg = model.config
     mask_probability = settings.mask_probability or cfg.mask_probability
     n = len(split) if settings.eval_max_cells is None else min(len(split), int(settings.eval_max_cells))
-    lengths = _split_lengths(split, max_length)[:n]
+    lengths = cell_lengths(split, max_length)[:n]
     order = np.argsort(-lengths, kind="stable")
     batches = [order[i:i + settings.batch_size] for i in range(0, n, settings.batch_size)]
     batches = batches[rank::world_size] if world_size > 1 else batches
-    reader = _BatchReader(split, batches, max_length, cfg.species_token_ids, cfg.pad_token_id)
+    reader = BatchReader(split, batches, max_length, cfg.species_token_ids, cfg.pad_token_id)
     generator = torch.Generator().manual_seed(int(settings.seed) + 7_777_777)
     was_training = model.training
     model.eval()
@@ -384,7 +386,7 @@ def evaluate(model, split, settings: PretrainSettings, max_length: int, device, 
         ids, vals, id_labels, value_labels, value_mask = mask_batch(
             batch["input_ids"], batch["values"], batch["attention_mask"], mask_probability, generator,
             cfg.mask_token_id, cfg.pad_token_id)
-        with autocast() if autocast else _null():
+        with autocast() if autocast else contextlib.nullcontext():
             out = model(input_ids=ids.to(device), values=vals.to(device),
                         species_ids=batch["species_ids"].to(device),
                         attention_mask=batch["attention_mask"].to(device))
@@ -404,14 +406,6 @@ def evaluate(model, split, settings: PretrainSettings, max_length: int, device, 
                 "val_masked_genes": 0}
     return {"val_id_accuracy": correct / total, "val_value_mse": sq_error / total,
             "val_id_loss": id_loss_sum / total, "val_masked_genes": int(total)}
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --------------------------------------------------------------------------- logs
@@ -520,7 +514,7 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
     validation = corpus["validation"].select_columns(list(_CORPUS_COLUMNS)) if "validation" in corpus else None
     if len(train) == 0:
         raise ValueError(f"corpus {corpus_dir} has an empty train split")
-    train_lengths = _split_lengths(train, max_length)
+    train_lengths = cell_lengths(train, max_length)
     n_epoch_batches = len(length_grouped_batches(train_lengths, settings.batch_size, settings.seed, 0,
                                                  settings.mega_batch_factor))
     batches_per_epoch = n_epoch_batches // world_size if world_size > 1 else n_epoch_batches
@@ -572,13 +566,7 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
     if world_size > 1 and not checkpoints and rank > 0:
         torch.manual_seed(int(settings.seed) * 7919 + rank * 104729)
 
-    use_bf16 = settings.dtype == "bfloat16" and (
-        device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()))
-    if settings.dtype == "bfloat16" and not use_bf16:
-        log.warning("bfloat16 is not supported on %s; training in float32", device)
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else _null()
+    autocast, use_bf16 = autocast_for(device, settings.dtype)
 
     train_model = model
     if world_size > 1:
@@ -606,8 +594,8 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
         batches = _rank_batches(length_grouped_batches(train_lengths, settings.batch_size, settings.seed, epoch,
                                                        settings.mega_batch_factor), rank, world_size)
         batches = batches[position:batches_per_epoch]
-        reader = _BatchReader(train, batches, max_length, config.species_token_ids, config.pad_token_id)
-        for batch in _loader(reader, settings.num_workers, int(settings.seed) + epoch):
+        reader = BatchReader(train, batches, max_length, config.species_token_ids, config.pad_token_id)
+        for batch in batch_loader(reader, settings.num_workers, int(settings.seed) + epoch):
             generator = _step_generator(settings.seed, step, rank, world_size)
             ids, vals, id_labels, value_labels, value_mask = mask_batch(
                 batch["input_ids"], batch["values"], batch["attention_mask"], mask_probability, generator,

@@ -52,6 +52,7 @@ on the same splits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -63,7 +64,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..devices import resolve_device
+from ..devices import autocast_for, resolve_device
 from ..errors import InputError
 from ..model import (
     IGNORE_INDEX,
@@ -71,10 +72,9 @@ from ..model import (
     GeneCompassForSequenceClassification,
 )
 from ..pretrain import (
-    _BatchReader,
-    _loader,
-    _null,
-    _split_lengths,
+    BatchReader,
+    batch_loader,
+    cell_lengths,
     length_grouped_batches,
 )
 from .metrics import annotation_metrics, plot_confusion, row_normalise
@@ -522,16 +522,16 @@ def predict_logits(model, dataset, rows: np.ndarray, max_length: int, batch_size
     logits = np.zeros((len(rows), cfg.num_labels), dtype=np.float32)
     if len(rows) == 0:
         return logits
-    lengths = (_split_lengths(dataset, max_length) if lengths is None else np.asarray(lengths))[rows]
+    lengths = (cell_lengths(dataset, max_length) if lengths is None else np.asarray(lengths))[rows]
     order = np.argsort(-lengths, kind="stable")
     positions = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    reader = _BatchReader(dataset, [rows[p] for p in positions], max_length, cfg.species_token_ids,
+    reader = BatchReader(dataset, [rows[p] for p in positions], max_length, cfg.species_token_ids,
                           cfg.pad_token_id)
     was_training = model.training
     model.eval()
     for i, where in enumerate(positions):
         batch = reader[i]
-        with autocast() if autocast else _null():
+        with autocast() if autocast else contextlib.nullcontext():
             out = model(input_ids=batch["input_ids"].to(device), values=batch["values"].to(device),
                         species_ids=batch["species_ids"].to(device),
                         attention_mask=batch["attention_mask"].to(device))
@@ -574,13 +574,7 @@ def finetune_classifier(dataset, labels, split, model_dir, *, init: str = "pretr
     train_rows, val_rows, test_rows = (np.flatnonzero(split == s) for s in SPLITS)
     device = resolve_device(settings.device)
     cells = dataset.select_columns(_TOKEN_COLUMNS)
-    use_bf16 = settings.dtype == "bfloat16" and (
-        device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()))
-    if settings.dtype == "bfloat16" and not use_bf16:
-        log.warning("bfloat16 is not supported on %s; fine-tuning in float32", device)
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else _null()
+    autocast, use_bf16 = autocast_for(device, settings.dtype)
 
     fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
@@ -594,7 +588,7 @@ def finetune_classifier(dataset, labels, split, model_dir, *, init: str = "pretr
         model.to(device)
         torch.manual_seed(int(settings.seed) + 1)  # dropout stream
         label_ids = np.array([cfg.label2id.get(lab, IGNORE_INDEX) for lab in labels], dtype=np.int64)
-        lengths = _split_lengths(cells, max_length)
+        lengths = cell_lengths(cells, max_length)
         train_lengths = lengths[train_rows]
 
         def predict(rows: np.ndarray) -> np.ndarray:
@@ -614,9 +608,9 @@ def finetune_classifier(dataset, labels, split, model_dir, *, init: str = "pretr
         for epoch in tqdm(range(int(settings.epochs)), desc=f"fine-tune ({init})", disable=not progress):
             model.train()
             batches = epoch_batches(epoch)
-            reader = _BatchReader(cells, batches, max_length, cfg.species_token_ids, cfg.pad_token_id)
+            reader = BatchReader(cells, batches, max_length, cfg.species_token_ids, cfg.pad_token_id)
             loss_sum, n_seen = 0.0, 0
-            for rows, batch in zip(batches, _loader(reader, settings.num_workers, int(settings.seed) + epoch),
+            for rows, batch in zip(batches, batch_loader(reader, settings.num_workers, int(settings.seed) + epoch),
                                    strict=True):
                 targets = torch.as_tensor(label_ids[rows]).to(device)
                 with autocast():
