@@ -158,6 +158,19 @@ def select_gene_cells(obs: pd.DataFrame, cell_ids, obs_column: str | None = None
     return chosen
 
 
+def attach_cell_embeddings(adata, result: SampleEmbeddings, source=None, key: str = "X_genecompass") -> None:
+    """Put a sample's cell embeddings into ``adata.obsm[key]`` (matched by cell ID) and the
+    within-cell gene cosine into ``obs``; every cell of ``adata`` must have an embedding."""
+    position = {cell: i for i, cell in enumerate(result.cell_ids)}
+    rows = np.array([position.get(str(cell), -1) for cell in adata.obs_names])
+    if (rows < 0).any():
+        missing = adata.obs_names[rows < 0][:5].tolist()
+        raise ValueError(f"{source}: no embedding for {(rows < 0).sum()} of {adata.n_obs} cells (e.g. {missing}); "
+                         f"re-run the tokenize and embed_sample rules for this sample")
+    adata.obsm[key] = result.cell_embeddings[rows]
+    adata.obs["genecompass_within_cell_cosine"] = result.within_cell_cosine[rows]
+
+
 def save_sample_embeddings(result: SampleEmbeddings, path, species: str) -> None:
     """One ``.npz``: cell IDs and embeddings, within-cell cosines, and the gene sums of seen tokens only."""
     from .utils import atomic_output
@@ -242,7 +255,7 @@ def read_gene_table(path) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 __all__ = [
-    "SampleEmbeddings", "contextual_gene_table", "embed_dataset", "load_encoder", "load_sample_embeddings",
+    "SampleEmbeddings", "attach_cell_embeddings", "contextual_gene_table", "embed_dataset", "load_encoder", "load_sample_embeddings",
     "mean_pairwise_cosine", "pool_by_species", "read_gene_table", "save_sample_embeddings", "select_gene_cells",
     "static_gene_embeddings", "static_gene_table",
 ]

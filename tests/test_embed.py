@@ -11,6 +11,7 @@ import torch
 from conftest import random_knowledge
 
 from genecompass.embed import (
+    attach_cell_embeddings,
     contextual_gene_table,
     embed_dataset,
     load_encoder,
@@ -196,3 +197,18 @@ def test_load_encoder_reads_a_pretraining_checkpoint(model, tmp_path):
     assert torch.allclose(one_cell_output(encoder, row), one_cell_output(model, row), atol=1e-6)
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         load_encoder(tmp_path / "missing")
+
+
+def test_attach_cell_embeddings_matches_by_cell_id(model):
+    import anndata as ad
+
+    data = cells()
+    result = embed_dataset(model, data, batch_size=4, progress=False)
+    order = ["c3", "c0", "c8"]
+    adata = ad.AnnData(np.zeros((3, 2), dtype=np.float32), obs=pd.DataFrame(index=order))
+    attach_cell_embeddings(adata, result)
+    np.testing.assert_array_equal(adata.obsm["X_genecompass"], result.cell_embeddings[[3, 0, 8]])
+    assert np.allclose(adata.obs["genecompass_within_cell_cosine"], result.within_cell_cosine[[3, 0, 8]])
+    stranger = ad.AnnData(np.zeros((1, 2), dtype=np.float32), obs=pd.DataFrame(index=["zz"]))
+    with pytest.raises(ValueError, match="no embedding for 1 of 1 cells"):
+        attach_cell_embeddings(stranger, result, source="s.npz")
