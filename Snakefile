@@ -40,6 +40,7 @@ include: "rules/tokens.smk"
 include: "rules/knowledge.smk"
 include: "rules/model.smk"
 include: "rules/tasks.smk"
+include: "rules/grn.smk"
 
 
 rule all:

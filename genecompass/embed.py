@@ -254,8 +254,28 @@ def read_gene_table(path) -> tuple[pd.DataFrame, np.ndarray]:
     return table.drop(columns=vector_columns), table[vector_columns].to_numpy(np.float32)
 
 
+
+def symbol_vectors(contextual: pd.DataFrame, static: pd.DataFrame, species: str) -> pd.DataFrame:
+    """One species' gene vectors indexed by upper-cased symbol: contextual, else static.
+
+    Upper-case keys match BEELINE's gene names (mouse symbols upper-cased).
+    Genes outside the cells that gave the contextual table fall back to their
+    static encoding, so every token with a symbol has a vector; a symbol shared
+    by several genes keeps the first.
+    """
+    dims = [c for c in contextual.columns if c.startswith("dim_")]
+    rows = contextual[contextual["species"] == species]
+    vectors = rows.set_index(rows["symbol"].astype(str).str.upper())[dims]
+    symbols = static[f"{species}_symbol"].astype(str)
+    fallback = static.loc[symbols != "", dims].set_index(symbols[symbols != ""].str.upper())
+    table = pd.concat([vectors, fallback[~fallback.index.isin(vectors.index)]])
+    table = table[~table.index.duplicated() & (table.index != "")].astype(np.float64)
+    table.index.name = "symbol"
+    return table
+
+
 __all__ = [
     "SampleEmbeddings", "attach_cell_embeddings", "contextual_gene_table", "embed_dataset", "load_encoder", "load_sample_embeddings",
     "mean_pairwise_cosine", "pool_by_species", "read_gene_table", "save_sample_embeddings", "select_gene_cells",
-    "static_gene_embeddings", "static_gene_table",
+    "static_gene_embeddings", "static_gene_table", "symbol_vectors",
 ]

@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from genecompass.grn.task import BASE_METHODS, method_variant
 from genecompass.references import download_target
 
 SIMULATE_DIR = config["simulate"]["outdir"]
@@ -60,6 +61,7 @@ def all_targets():
         "results/analysis/gene_embeddings/summary.tsv",
         *came_targets(),
         *annotation_targets(),
+        *grn_targets(),
     ]
 
 
@@ -70,7 +72,7 @@ def task_entries(task, key, sample_keys):
     """config tasks.<task>.<key> (a list of named entries) by name, their samples checked against the sheet."""
     entries = {}
     for entry in ((config.get("tasks") or {}).get(task) or {}).get(key) or []:
-        unknown = [s for k in sample_keys for s in entry[k] if s not in samples.index]
+        unknown = [s for k in sample_keys for s in entry.get(k) or [] if s not in samples.index]
         if unknown:
             raise ValueError(f"{config['samples']}: tasks.{task}.{key} '{entry['name']}' names samples {unknown} "
                              f"that the sample sheet lacks. Fix: use sample names of the sheet "
@@ -233,8 +235,26 @@ def network_specs(wildcards):
     return specs
 
 
+PROMOTER_SOURCES = (("fasta",), ("epd_sequences", "epd_ensembl"), ("genome", "gtf"))
+
+
 def promoter_entry(species):
-    return (config["references"].get("promoters") or {}).get(species)
+    """The promoter source of a species, null-valued keys dropped; exactly one kind of source.
+
+    Config files layer by merging maps, so a real-data config that names EPDnew files
+    must set the demo's ``fasta: null`` (and vice versa): two sources are an error.
+    """
+    entry = (config["references"].get("promoters") or {}).get(species)
+    entry = {key: value for key, value in (entry or {}).items() if value is not None}
+    if not entry:
+        return None
+    kinds = [keys for keys in PROMOTER_SOURCES if any(key in entry for key in keys)]
+    if len(kinds) != 1 or not all(key in entry for key in kinds[0]):
+        named = " + ".join("/".join(keys) for keys in PROMOTER_SOURCES)
+        raise ValueError(
+            f"config: references.promoters.{species} has keys {sorted(entry)}; give exactly one source, "
+            f"one of {named} (set the others to null when a config file layers on another)")
+    return entry
 
 
 def promoter_inputs(wildcards):
@@ -319,3 +339,58 @@ def annotation_inputs(wildcards):
 def annotation_targets():
     return [f"results/tasks/annotation/{name}/{method}/metrics.json" for name in annotation_datasets()
             for method in ANNOTATION_METHODS]
+
+
+# ---- GRN inference ----
+
+def grn_datasets():
+    return task_entries("grn", "datasets", ("samples",))
+
+
+def grn_dataset(name):
+    datasets = grn_datasets()
+    if name not in datasets:
+        raise ValueError(f"tasks.grn.datasets has no dataset '{name}' (it has {list(datasets)})")
+    entry = datasets[name]
+    if bool(entry.get("samples")) == bool(entry.get("expression")):
+        raise ValueError(f"tasks.grn.datasets '{name}': give either samples (QC'd samples of the sheet) or "
+                         "expression (a BEELINE ExpressionData.csv), not both or neither")
+    return entry
+
+
+def grn_variants():
+    """Embeddings whose GRN methods run: every pretrained variant and the untrained model."""
+    return analysis_variants()
+
+
+def grn_methods():
+    return [*BASE_METHODS, *[f"{kind}_{variant}" for kind in ("cosine", "deepsem_prior")
+                                 for variant in grn_variants()]]
+
+
+def grn_dataset_inputs(wildcards):
+    entry = grn_dataset(wildcards.dataset)
+    inputs = {"tfs": entry["tfs"], "networks": list(entry["networks"].values())}
+    if entry.get("samples"):
+        inputs["h5ad"] = [f"results/qc/{s}.h5ad" for s in entry["samples"]]
+    else:
+        inputs["expression"] = entry["expression"]
+    return inputs
+
+
+def grn_infer_inputs(wildcards):
+    inputs = {"dataset": f"results/tasks/grn/{wildcards.dataset}/input"}
+    variant = method_variant(wildcards.method)
+    if variant:
+        inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
+        inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"
+    if wildcards.method.startswith("deepsem_prior_"):
+        inputs["deepsem"] = f"results/tasks/grn/{wildcards.dataset}/deepsem/rankedEdges.csv"
+    return inputs
+
+
+def grn_targets():
+    return [path for name in grn_datasets() for path in (
+        f"results/tasks/grn/{name}/metrics.tsv",
+        *[f"results/tasks/grn/{name}/prior_sweep/{variant}.tsv" for variant in grn_variants()])] + (
+        [f"results/tasks/grn/ugrn/{variant}.tsv" for variant in grn_variants()] if len(grn_datasets()) > 1 else [])

@@ -42,7 +42,7 @@ rule annotate:
     params:
         dataset=lambda wildcards: annotation_dataset(wildcards.dataset),
         task=config["tasks"]["annotation"],
-        seed=config["seed"],
+        seeds=[int(s) for s in config["tasks"]["annotation"].get("seeds", [config["seed"]])],
     log:
         "results/logs/tasks/annotation/{dataset}/{method}.log",
     benchmark:

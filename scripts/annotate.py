@@ -1,10 +1,11 @@
-"""Rule annotate: single-species cell-type annotation of one dataset by one method."""
+"""Rule annotate: single-species cell-type annotation of one dataset by one method, over several seeds."""
 
 import torch
 
 from genecompass.annotation.finetune import (
     BaselineSettings,
     FinetuneSettings,
+    combine_seed_runs,
     counts_for_tokens,
     finetune_classifier,
     load_tokenized,
@@ -20,29 +21,40 @@ with logged_to(snakemake.log[0]):
     dataset_spec = snakemake.params.dataset
     task = snakemake.params.task
     method = snakemake.wildcards.method
-    seed = snakemake.params.seed
+    seeds = snakemake.params.seeds
     qc_paths = dict(zip(dataset_spec["samples"], snakemake.input.h5ad))
     cells = load_tokenized(list(snakemake.input.shards))
     obs = obs_for_tokens(cells, qc_paths)
     label_column = dataset_spec["label_column"]
-    split = split_by_group(obs, dataset_spec["group_column"], dataset_spec["test_groups"],
-                           dataset_spec.get("validation_groups"), task.get("validation_fraction", 0.1), seed,
-                           label_column=label_column)
     labels = obs[label_column].astype(str).to_numpy()
-    assignment = split.assignment.loc[obs.index].to_numpy()
-    print(split.counts().to_string())
-    if method == "logistic_regression":
-        result = logistic_regression_baseline(counts_for_tokens(cells, qc_paths), labels, assignment,
-                                              BaselineSettings(**{**task.get("baseline", {}), "seed": seed}))
-    else:
-        init = {"genecompass": "pretrained", "genecompass_no_pretraining": "random"}[method]
-        settings = FinetuneSettings.from_config(task.get("finetune", {}), seed)
-        result = finetune_classifier(cells, labels, assignment, snakemake.input.model, init=init, settings=settings)
-    metrics = result.summary()
-    metrics.update(dataset=snakemake.wildcards.dataset, split=split.to_dict())
-    print({k: metrics["metrics"][k] for k in ("accuracy", "macro_f1", "n_cells")})
-    write_json(metrics, snakemake.output.metrics)
+    counts = counts_for_tokens(cells, qc_paths) if method == "logistic_regression" else None
+    results, splits = [], []
+    for seed in seeds:
+        # The seed draws the validation cells (when no validation groups are given),
+        # the head's initial weights and the batch order; the test groups stay fixed.
+        split = split_by_group(obs, dataset_spec["group_column"], dataset_spec["test_groups"],
+                               dataset_spec.get("validation_groups"), task.get("validation_fraction", 0.1), seed,
+                               label_column=label_column)
+        assignment = split.assignment.loc[obs.index].to_numpy()
+        print(f"seed {seed}:\n{split.counts().to_string()}")
+        if method == "logistic_regression":
+            result = logistic_regression_baseline(counts, labels, assignment,
+                                                  BaselineSettings(**{**task.get("baseline", {}), "seed": seed}))
+        else:
+            init = {"genecompass": "pretrained", "genecompass_no_pretraining": "random"}[method]
+            settings = FinetuneSettings.from_config(task.get("finetune", {}), seed)
+            result = finetune_classifier(cells, labels, assignment, snakemake.input.model, init=init,
+                                         settings=settings)
+        print(f"seed {seed}:", {k: result.metrics[k] for k in ("accuracy", "macro_f1", "n_cells")})
+        results.append(result)
+        splits.append(split.to_dict())
+    summary, predictions = combine_seed_runs(results, seeds, obs.index)
+    summary.update(method=method, dataset=snakemake.wildcards.dataset, splits=splits)
+    print("mean", summary["mean"], "sd", summary["sd"])
+    write_json(summary, snakemake.output.metrics)
     with atomic_output(snakemake.output.predictions) as tmp:
-        result.prediction_frame(obs.index).to_csv(tmp, sep="\t", index=False)
-    plot_confusion(result.metrics["confusion_matrix"], result.metrics["labels"], snakemake.output.figure,
-                   title=f"{method}: {snakemake.wildcards.dataset} (test cells)")
+        predictions.to_csv(tmp, sep="\t", index=False)
+    consensus = summary["consensus"]
+    plot_confusion(consensus["confusion_matrix"], consensus["labels"], snakemake.output.figure,
+                   title=f"{method}: {snakemake.wildcards.dataset} (test cells, mean probability over "
+                         f"{len(seeds)} seeds)")

@@ -13,9 +13,11 @@ from conftest import random_knowledge
 from scipy import sparse
 
 from genecompass.annotation.finetune import (
+    AnnotationResult,
     BaselineSettings,
     FinetuneSettings,
     build_classifier,
+    combine_seed_runs,
     counts_for_tokens,
     finetune_classifier,
     load_tokenized,
@@ -417,3 +419,37 @@ def test_logistic_regression_baseline(world, cells):
     assert kept.metrics["per_class"]["delta"]["recall"] == 0.0 and kept.metrics["per_class"]["delta"]["support"] == 36
     assert kept.metrics["accuracy"] <= 2 / 3 + 1e-9
 
+
+
+def _result(probabilities, truth, classes=("a", "b"), test_index=(3, 5, 7), best_epoch=2):
+    probabilities = np.asarray(probabilities, dtype=float)
+    predicted = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
+    return AnnotationResult(method="genecompass_pretrained", classes=list(classes),
+                            test_index=np.asarray(test_index), true_labels=np.asarray(truth, dtype=object),
+                            predictions=predicted, probabilities=probabilities,
+                            metrics=annotation_metrics(truth, predicted, list(classes)), validation_metrics={},
+                            best_epoch=best_epoch)
+
+
+def test_combine_seed_runs_hand_example():
+    truth = ["a", "b", "b"]
+    one = _result([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], truth)      # 2 of 3 right
+    two = _result([[0.4, 0.6], [0.1, 0.9], [0.3, 0.7]], truth, best_epoch=5)  # 2 of 3 right
+    summary, frame = combine_seed_runs([one, two], [7, 11], cell_ids=[f"c{i}" for i in range(8)])
+    assert summary["seeds"] == [7, 11] and [row["seed"] for row in summary["per_seed"]] == [7, 11]
+    assert [row["best_epoch"] for row in summary["per_seed"]] == [2, 5]
+    assert summary["mean"]["accuracy"] == pytest.approx(2 / 3) and summary["sd"]["accuracy"] == 0.0
+    # mean probabilities: a 0.65 | b 0.75 | b 0.75 -> all three right
+    assert frame["predicted"].tolist() == ["a", "b", "b"] and summary["consensus"]["accuracy"] == 1.0
+    assert frame["cell"].tolist() == ["c3", "c5", "c7"]
+    assert frame["seed_7"].tolist() == ["a", "a", "b"] and frame["seed_11"].tolist() == ["b", "b", "b"]
+    assert frame["p_a"].tolist() == pytest.approx([0.65, 0.35, 0.25])
+    assert len(summary["runs"]) == 2
+    three = _result([[0.5, 0.5]] * 3, truth)
+    three.metrics = annotation_metrics(truth, ["a", "a", "a"], ["a", "b"])
+    summary, _ = combine_seed_runs([one, three], [0, 1])
+    assert summary["sd"]["accuracy"] == pytest.approx(np.std([2 / 3, 1 / 3], ddof=1))
+    with pytest.raises(ValueError, match="test cells"):
+        combine_seed_runs([one, _result([[1, 0]] * 3, truth, test_index=(1, 2, 3))], [0, 1])
+    with pytest.raises(ValueError, match="seeds"):
+        combine_seed_runs([one], [0, 1])

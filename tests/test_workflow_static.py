@@ -206,6 +206,24 @@ def test_real_config_dry_run_plans_every_stage(shared_data):
                    "results/tasks/came/baron_mouse_to_human/genecompass_came/metrics.json"):
         assert target in output, f"{target} not planned:\n{output[-3000:]}"
     assert "demo_mouse_to_human" not in output
+    # the demo's promoter FASTA is unset by the real config, not merged with its EPDnew files
+    assert "epd_human_core_promoters_sequence.txt" in output
+    assert "results/simulate/references/promoters_human.fa" not in output
+    # the CPU overlay layers on top
+    result = run_snakemake("-n", "--cores", "1", "--configfile", "config/real.yaml", "config/real_cpu.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+
+def test_two_promoter_sources_for_a_species_is_a_clear_error(tmp_path):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text(yaml.safe_dump({"references": {"promoters": {"human": {
+        "epd_sequences": "a.txt", "epd_ensembl": "b.txt"}}}}))  # merged onto the demo's fasta
+    result = run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
+                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
+                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "references.promoters.human has keys ['epd_ensembl', 'epd_sequences', 'fasta']" in output, output[-3000:]
 
 
 def test_task_naming_an_unknown_sample_is_a_clear_error(tmp_path):

@@ -32,12 +32,57 @@ def test_came_annotates_the_query_species(demo_run, method, floor):
 def test_single_species_annotation_on_a_held_out_sample(demo_run, method, floor):
     out = demo_run / "results/tasks/annotation/demo_human" / method
     metrics = json.loads((out / "metrics.json").read_text())
-    split = metrics["split"]
-    assert split["test_groups"] == ["human_s2"]  # a whole held-out sample, never a random cell split
+    assert metrics["method"] == method and metrics["seeds"] == [0, 1]
+    # a whole held-out sample, never a random cell split, in every seed's run
+    assert [split["test_groups"] for split in metrics["splits"]] == [["human_s2"], ["human_s2"]]
     # five planted types: chance is 0.2
-    assert metrics["metrics"]["accuracy"] > floor and metrics["metrics"]["macro_f1"] > floor
+    assert metrics["mean"]["accuracy"] > floor and metrics["mean"]["macro_f1"] > floor
+    assert metrics["consensus"]["macro_f1"] > floor
+    assert [row["seed"] for row in metrics["per_seed"]] == [0, 1] and metrics["sd"]["macro_f1"] >= 0
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert len(predictions) == 264 and predictions["cell"].str.startswith("human_s2/").all()
+    assert {"seed_0", "seed_1", "predicted", "true"} <= set(predictions.columns)
     assert (out / "confusion.png").stat().st_size > 0
     if method != "logistic_regression":
-        assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 30
+        for run in metrics["runs"]:
+            assert 1 <= run["best_epoch"] <= run["epochs_run"] <= 30
+
+
+GRN = "results/tasks/grn/demo_human"
+
+
+def test_grn_methods_side_by_side_on_the_planted_network(demo_run):
+    table = pd.read_csv(demo_run / GRN / "metrics.tsv", sep="\t").set_index("method")
+    methods = ["random", "pearson", "spearman", "genie3", "deepsem"] + [
+        f"{kind}_{variant}" for kind in ("cosine", "deepsem_prior") for variant in
+        ("genecompass", "no_knowledge", "untrained")]
+    assert sorted(table.index) == sorted(methods) and set(table["network"]) == {"planted"}
+    assert (table["n_true"] > 100).all()
+    # AUPRC ratio 1 is random; the planted edges are recoverable from the expression
+    assert 0.6 < table.loc["random", "auprc_ratio"] < 1.6
+    for method in ("pearson", "spearman", "genie3", "deepsem"):
+        assert table.loc[method, "auprc_ratio"] > 1.8, method
+    for method in methods:
+        edges = pd.read_csv(demo_run / GRN / method / "rankedEdges.csv", sep="\t")
+        assert list(edges.columns) == ["Gene1", "Gene2", "EdgeWeight"]
+        assert edges["EdgeWeight"].is_monotonic_decreasing
+    assert (demo_run / GRN / "methods.png").stat().st_size > 0
+
+
+def test_grn_prior_sweep_covers_zero_to_one(demo_run):
+    for variant in ("genecompass", "no_knowledge", "untrained"):
+        sweep = pd.read_csv(demo_run / GRN / "prior_sweep" / f"{variant}.tsv", sep="\t")
+        assert sweep["threshold"].round(2).tolist() == [round(0.05 * i, 2) for i in range(21)]
+        assert sweep["kept_fraction"].is_monotonic_decreasing
+        assert sweep["auprc_ratio"].iloc[-1] == pytest.approx(1.0)  # nothing kept at cosine > 1
+        deepsem = pd.read_csv(demo_run / GRN / "metrics.tsv", sep="\t").set_index("method").loc["deepsem"]
+        assert sweep.loc[0, "auprc_ratio"] <= deepsem["auprc_ratio"] * 1.5
+
+
+def test_universal_grn_features_leave_one_dataset_out(demo_run):
+    for variant in ("genecompass", "no_knowledge", "untrained"):
+        table = pd.read_csv(demo_run / f"results/tasks/grn/ugrn/{variant}.tsv", sep="\t")
+        assert set(table["extractor"]) == {"embedding", "vvp", "gdt", "vvp+gdt"}
+        assert set(zip(table.train_dataset, table.test_dataset)) == {("demo_human", "demo_mouse"),
+                                                                     ("demo_mouse", "demo_human")}
+        assert (table["n_positive"] * 2 == table["n_pairs"]).all() and table["auroc"].between(0, 1).all()

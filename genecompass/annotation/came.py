@@ -111,7 +111,7 @@ from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import InputError
-from .metrics import annotation_metrics
+from .metrics import annotation_metrics, seed_statistics
 
 log = logging.getLogger(__name__)
 
@@ -1073,9 +1073,7 @@ def run_came_seeds(graph: HeteroData, seeds: Sequence[int], *, query_clusters=No
     rows = [{"seed": r.seed, "selected_epoch": r.selected_epoch, "ami": r.selected_ami,
              **{key: r.metrics[key] for key in ("accuracy", "macro_f1") if key in r.metrics}} for r in results]
     per_seed = pd.DataFrame(rows)
-    numbers = [column for column in ("ami", "accuracy", "macro_f1") if column in per_seed]
-    mean = {column: float(per_seed[column].mean()) for column in numbers}
-    sd = {column: float(per_seed[column].std(ddof=1)) if len(per_seed) > 1 else 0.0 for column in numbers}
+    mean, sd = seed_statistics(per_seed)
     return CameSeedRuns(per_seed=per_seed, mean=mean, sd=sd, results=results)
 
 

@@ -77,7 +77,7 @@ from ..pretrain import (
     cell_lengths,
     length_grouped_batches,
 )
-from .metrics import annotation_metrics, plot_confusion, row_normalise
+from .metrics import annotation_metrics, plot_confusion, row_normalise, seed_statistics
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,42 @@ class AnnotationResult:
                 "validation_metrics": self.validation_metrics, "best_epoch": self.best_epoch,
                 "stopped_early": self.stopped_early,
                 "epochs_run": None if self.history is None else int(len(self.history)), "info": self.info}
+
+
+def combine_seed_runs(results: Sequence[AnnotationResult], seeds: Sequence[int],
+                      cell_ids: Sequence | None = None) -> tuple[dict, pd.DataFrame]:
+    """One method's runs over several seeds, on the same test cells: summary and predictions.
+
+    Summary (JSON-ready): ``seeds``; ``per_seed`` rows (seed, test accuracy and
+    macro-F1, kept epoch); their ``mean`` and sample ``sd``; ``consensus``:
+    :func:`annotation_metrics` of the mean-probability prediction; ``runs``:
+    each run's :meth:`AnnotationResult.summary`. Predictions: one row per test
+    cell with ``true``, every seed's prediction (``seed_<s>``), the consensus
+    ``predicted`` label and the mean ``p_<class>`` probabilities.
+    """
+    seeds = [int(seed) for seed in seeds]
+    if not results or len(results) != len(seeds):
+        raise ValueError(f"{len(results)} results for {len(seeds)} seeds")
+    first = results[0]
+    for result in results[1:]:
+        if result.classes != first.classes or not np.array_equal(result.test_index, first.test_index):
+            raise ValueError("seed runs differ in their classes or test cells; they cannot be combined")
+    per_seed = pd.DataFrame([{"seed": seed, "accuracy": r.metrics["accuracy"], "macro_f1": r.metrics["macro_f1"],
+                              "best_epoch": r.best_epoch} for seed, r in zip(seeds, results, strict=True)])
+    mean, sd = seed_statistics(per_seed, ("accuracy", "macro_f1"))
+    probabilities = np.mean([r.probabilities for r in results], axis=0)
+    predicted = np.asarray(first.classes, dtype=object)[probabilities.argmax(axis=1)] if len(probabilities) else \
+        np.array([], dtype=object)
+    consensus = annotation_metrics(first.true_labels, predicted, first.classes)
+    frame = first.prediction_frame(cell_ids)[["cell", "true"]]
+    for seed, result in zip(seeds, results, strict=True):
+        frame[f"seed_{seed}"] = result.predictions
+    frame["predicted"] = predicted
+    frame = pd.concat([frame, pd.DataFrame(probabilities, columns=[f"p_{c}" for c in first.classes])], axis=1)
+    summary = {"method": first.method, "classes": first.classes, "seeds": seeds,
+               "per_seed": per_seed.to_dict(orient="records"), "mean": mean, "sd": sd, "consensus": consensus,
+               "runs": [r.summary() for r in results]}
+    return summary, frame
 
 
 def _check_inputs(n_cells: int, labels, split) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -757,7 +793,7 @@ def logistic_regression_baseline(adata, labels, split, settings: BaselineSetting
 
 __all__ = [
     "INITS", "SPLITS", "AnnotationResult", "BaselineSettings", "FinetuneSettings", "GroupSplit",
-    "annotation_metrics", "build_classifier", "counts_for_tokens", "finetune_classifier", "load_tokenized",
+    "annotation_metrics", "build_classifier", "combine_seed_runs", "counts_for_tokens", "finetune_classifier", "load_tokenized",
     "logistic_regression_baseline", "obs_for_tokens", "plot_confusion", "predict_logits", "row_normalise",
     "split_by_group",
 ]

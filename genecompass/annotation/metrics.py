@@ -69,6 +69,14 @@ def annotation_metrics(true_labels, predicted_labels, labels: Sequence[str] | No
             "confusion_matrix": matrix.astype(int).tolist()}
 
 
+def seed_statistics(per_seed, columns: Sequence[str] = ("ami", "accuracy", "macro_f1")) -> tuple[dict, dict]:
+    """Mean and sample sd (0 for one seed) over seeds of the ``columns`` a per-seed table has."""
+    present = [column for column in columns if column in per_seed]
+    mean = {column: float(per_seed[column].mean()) for column in present}
+    sd = {column: float(per_seed[column].std(ddof=1)) if len(per_seed) > 1 else 0.0 for column in present}
+    return mean, sd
+
+
 def row_normalise(matrix) -> np.ndarray:
     """Each row divided by its sum (rows without cells stay zero)."""
     matrix = np.asarray(matrix, dtype=np.float64)

@@ -1,0 +1,123 @@
+# GRN inference (tasks.grn): BEELINE-shaped datasets, every method's ranked edges and
+# scores against each ground-truth network, the embedding-prior threshold sweep, and
+# one table per dataset.
+
+
+rule grn_dataset:
+    input:
+        unpack(grn_dataset_inputs),
+    output:
+        directory("results/tasks/grn/{dataset}/input"),
+    params:
+        dataset=lambda wildcards: grn_dataset(wildcards.dataset),
+    log:
+        "results/logs/tasks/grn/{dataset}/input.log",
+    benchmark:
+        "results/benchmarks/tasks/grn/{dataset}/input.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/grn_dataset.py"
+
+
+rule grn_infer:
+    input:
+        unpack(grn_infer_inputs),
+    output:
+        edges="results/tasks/grn/{dataset}/{method}/rankedEdges.csv",
+        metrics="results/tasks/grn/{dataset}/{method}/metrics.tsv",
+    wildcard_constraints:
+        method="|".join(grn_methods()),
+    params:
+        task=config["tasks"].get("grn", {}),
+        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/grn/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/grn/{dataset}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/grn_infer.py"
+
+
+rule grn_prior_sweep:
+    input:
+        dataset="results/tasks/grn/{dataset}/input",
+        deepsem="results/tasks/grn/{dataset}/deepsem/rankedEdges.csv",
+        contextual="results/embeddings/{variant}/genes_contextual.tsv.gz",
+        static="results/embeddings/{variant}/genes_static.tsv.gz",
+    output:
+        table="results/tasks/grn/{dataset}/prior_sweep/{variant}.tsv",
+        figure="results/tasks/grn/{dataset}/prior_sweep/{variant}.png",
+    params:
+        task=config["tasks"].get("grn", {}),
+        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
+    log:
+        "results/logs/tasks/grn/{dataset}/prior_sweep_{variant}.log",
+    benchmark:
+        "results/benchmarks/tasks/grn/{dataset}/prior_sweep_{variant}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/grn_prior_sweep.py"
+
+
+rule grn_summary:
+    input:
+        metrics=lambda wildcards: [f"results/tasks/grn/{wildcards.dataset}/{method}/metrics.tsv"
+                                   for method in grn_methods()],
+    output:
+        table="results/tasks/grn/{dataset}/metrics.tsv",
+        figure="results/tasks/grn/{dataset}/methods.png",
+    params:
+        methods=grn_methods(),
+    log:
+        "results/logs/tasks/grn/{dataset}/summary.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/grn_summary.py"
+
+
+rule grn_ugrn:
+    input:
+        datasets=lambda wildcards: [f"results/tasks/grn/{name}/input" for name in grn_datasets()],
+        model="results/model/{variant}/model",
+        dictionary="results/tokens/dictionary.tsv",
+    output:
+        table="results/tasks/grn/ugrn/{variant}.tsv",
+    params:
+        task=config["tasks"].get("grn", {}),
+        species={name: entry["species"] for name, entry in grn_datasets().items()},
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/grn/ugrn_{variant}.log",
+    benchmark:
+        "results/benchmarks/tasks/grn/ugrn_{variant}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=min(1, config["pretrain"]["gpus"]),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/grn_ugrn.py"

@@ -1,0 +1,43 @@
+"""Rule grn_prior_sweep: DeepSEM + binarised embedding-cosine prior at every threshold of a grid."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genecompass.embed import symbol_vectors
+from genecompass.grn.beeline import (
+    find_expression_file,
+    read_expression,
+    read_ranked_edges,
+)
+from genecompass.grn.task import (
+    plot_prior_sweep,
+    prior_sweep,
+    read_tfs,
+    read_truth_network,
+)
+from genecompass.utils import atomic_output, logged_to
+
+with logged_to(snakemake.log[0]):
+    task = snakemake.params.task
+    dataset = snakemake.wildcards.dataset
+    folder = Path(snakemake.input.dataset)
+    expression = read_expression(find_expression_file(folder))
+    tfs = read_tfs(folder / "TFs.csv")
+    networks = {path.name.removesuffix("-network.csv"): read_truth_network(path)
+                for path in sorted(folder.glob("*-network.csv"))}
+    read = {"sep": "\t", "keep_default_na": False}
+    vectors = symbol_vectors(pd.read_csv(snakemake.input.contextual, **read),
+                             pd.read_csv(snakemake.input.static, **read),
+                             snakemake.params.species)
+    step = float(task.get("sweep_step", 0.05))
+    thresholds = np.round(np.arange(0.0, 1.0 + step / 2, step), 6)
+    sweep = prior_sweep(read_ranked_edges(snakemake.input.deepsem), vectors, networks, expression.index, tfs,
+                        thresholds)
+    sweep.insert(0, "variant", snakemake.wildcards.variant)
+    print(sweep.to_string(index=False))
+    with atomic_output(snakemake.output.table) as tmp:
+        sweep.to_csv(tmp, sep="\t", index=False)
+    plot_prior_sweep(sweep, snakemake.output.figure, chosen=float(task.get("prior_threshold", 0.4)),
+                     title=f"{dataset}: DeepSEM + {snakemake.wildcards.variant} embedding prior")
