@@ -358,6 +358,11 @@ def grn_dataset(name):
     return entry
 
 
+def grn_dataset_pattern():
+    """Wildcard constraint of GRN dataset names (never matches when there are none)."""
+    return "|".join(re.escape(name) for name in grn_datasets()) or "(?!x)x"
+
+
 def grn_variants():
     """Embeddings whose GRN methods run: every pretrained variant and the untrained model."""
     return analysis_variants()
@@ -370,7 +375,9 @@ def grn_methods():
 
 def grn_dataset_inputs(wildcards):
     entry = grn_dataset(wildcards.dataset)
-    inputs = {"tfs": entry["tfs"], "networks": list(entry["networks"].values())}
+    inputs = {"networks": list(entry["networks"].values())}
+    if entry.get("tfs"):
+        inputs["tfs"] = entry["tfs"]
     if entry.get("samples"):
         inputs["h5ad"] = [f"results/qc/{s}.h5ad" for s in entry["samples"]]
     else:
@@ -392,5 +399,7 @@ def grn_infer_inputs(wildcards):
 def grn_targets():
     return [path for name in grn_datasets() for path in (
         f"results/tasks/grn/{name}/metrics.tsv",
-        *[f"results/tasks/grn/{name}/prior_sweep/{variant}.tsv" for variant in grn_variants()])] + (
+        *[f"results/tasks/grn/{name}/prior_sweep/{variant}.tsv" for variant in grn_variants()],
+        *[f"results/tasks/grn/{name}/deletion/{variant}.tsv" for variant in grn_variants()
+          if grn_dataset(name).get("samples")])] + (
         [f"results/tasks/grn/ugrn/{variant}.tsv" for variant in grn_variants()] if len(grn_datasets()) > 1 else [])

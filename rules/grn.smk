@@ -8,6 +8,8 @@ rule grn_dataset:
         unpack(grn_dataset_inputs),
     output:
         directory("results/tasks/grn/{dataset}/input"),
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
     params:
         dataset=lambda wildcards: grn_dataset(wildcards.dataset),
     log:
@@ -31,6 +33,7 @@ rule grn_infer:
         edges="results/tasks/grn/{dataset}/{method}/rankedEdges.csv",
         metrics="results/tasks/grn/{dataset}/{method}/metrics.tsv",
     wildcard_constraints:
+        dataset=grn_dataset_pattern(),
         method="|".join(grn_methods()),
     params:
         task=config["tasks"].get("grn", {}),
@@ -59,6 +62,8 @@ rule grn_prior_sweep:
     output:
         table="results/tasks/grn/{dataset}/prior_sweep/{variant}.tsv",
         figure="results/tasks/grn/{dataset}/prior_sweep/{variant}.png",
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
     params:
         task=config["tasks"].get("grn", {}),
         species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
@@ -83,10 +88,14 @@ rule grn_summary:
     output:
         table="results/tasks/grn/{dataset}/metrics.tsv",
         figure="results/tasks/grn/{dataset}/methods.png",
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
     params:
         methods=grn_methods(),
     log:
         "results/logs/tasks/grn/{dataset}/summary.log",
+    benchmark:
+        "results/benchmarks/tasks/grn/{dataset}/summary.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -121,3 +130,31 @@ rule grn_ugrn:
         "../envs/torch.yaml"
     script:
         "../scripts/grn_ugrn.py"
+
+
+rule grn_deletion:
+    input:
+        dataset="results/tasks/grn/{dataset}/input",
+        shards=lambda wildcards: [f"results/tokens/shards/{s}.arrow" for s in grn_dataset(wildcards.dataset)["samples"]],
+        model="results/model/{variant}/model",
+        dictionary="results/tokens/dictionary.tsv",
+    output:
+        table="results/tasks/grn/{dataset}/deletion/{variant}.tsv",
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
+    params:
+        task=config["tasks"].get("grn", {}),
+        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/grn/{dataset}/deletion_{variant}.log",
+    benchmark:
+        "results/benchmarks/tasks/grn/{dataset}/deletion_{variant}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/grn_deletion.py"

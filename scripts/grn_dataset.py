@@ -8,8 +8,11 @@ from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
     entry = snakemake.params.dataset
-    tfs = read_tfs(snakemake.input.tfs, entry.get("tf_column", "TF"))
     networks = {name: read_truth_network(path) for name, path in entry["networks"].items()}
+    if entry.get("tfs"):
+        tfs = read_tfs(snakemake.input.tfs, entry.get("tf_column", "TF"))
+    else:  # no TF list: the networks' regulators
+        tfs = list(dict.fromkeys(tf for network in networks.values() for tf in network["Gene1"]))
     if entry.get("samples"):
         adata = ad.concat([ad.read_h5ad(path) for path in snakemake.input.h5ad], join="inner", merge="first",
                           index_unique="/", keys=entry["samples"])

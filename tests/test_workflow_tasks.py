@@ -86,3 +86,12 @@ def test_universal_grn_features_leave_one_dataset_out(demo_run):
         assert set(zip(table.train_dataset, table.test_dataset)) == {("demo_human", "demo_mouse"),
                                                                      ("demo_mouse", "demo_human")}
         assert (table["n_positive"] * 2 == table["n_pairs"]).all() and table["auroc"].between(0, 1).all()
+
+
+def test_in_silico_deletion_precision_against_random(demo_run):
+    for variant in ("genecompass", "no_knowledge", "untrained"):
+        table = pd.read_csv(demo_run / GRN / "deletion" / f"{variant}.tsv", sep="\t")
+        assert set(table["k"]) == {10, 20, 50} and table["tf"].nunique() >= 10
+        assert table["precision"].between(0, 1).all() and (table["k_used"] <= table["k"]).all()
+        # random picks: their mean matches the exact expectation targets / candidates
+        assert table["random_precision"].mean() == pytest.approx(table["expected_random"].mean(), rel=0.15)

@@ -246,6 +246,46 @@ def ugrn_table(model, datasets: dict[str, dict], kind: str = "logistic", seed: i
     return table
 
 
+def deletion_table(encoder, cells, tfs, network: pd.DataFrame, tokens: dict[str, int], *, max_length: int,
+                   k_values=(10, 20, 50), min_targets: int = 5, max_cells: int = 200, n_random: int = 200,
+                   seed: int = 0) -> pd.DataFrame:
+    """In-silico deletion of every TF with enough known targets: precision@k of the most shifted genes.
+
+    ``cells``: tokenized cells (``input_ids``, ``values``, ``length``,
+    ``species``) of one species; per TF, up to ``max_cells`` cells whose first
+    ``max_length`` genes include it are read, the TF deleted, and genes
+    ranked by the shift of their contextual embeddings
+    (:func:`genecompass.grn.deletion.deletion_shift`) against the TF's targets
+    in ``network``. One row per TF and k, with random-pick precision beside.
+    """
+    from ..pretrain import BatchReader, cell_lengths
+    from .deletion import deletion_precision, deletion_shift
+
+    config = encoder.config
+    lengths = cell_lengths(cells, max_length)
+    ids = cells["input_ids"]
+    frames = []
+    for tf in tfs:
+        targets = {tokens[g] for g in network.loc[network["Gene1"] == tf, "Gene2"] if g in tokens and g != tf}
+        if tf not in tokens or len(targets) < min_targets:
+            continue
+        token = tokens[tf]
+        rows = np.array([i for i, row in enumerate(ids) if token in row[:lengths[i]]], dtype=np.int64)
+        if len(rows) == 0:
+            continue
+        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_cells])
+        batch = BatchReader(cells, [rows], max_length, config.species_token_ids, config.pad_token_id)[0]
+        shifts = deletion_shift(encoder, batch, token)
+        table = deletion_precision(shifts, sorted(targets), k_values=k_values, n_random=n_random, seed=seed)
+        table.insert(0, "tf", tf)
+        table.insert(1, "n_cells", len(rows))
+        frames.append(table)
+    if not frames:
+        raise InputError(None, "tfs", f"no TF has {min_targets}+ known targets with tokens and cells",
+                         "lower min_targets or check that the network's genes match the cells'")
+    return pd.concat(frames, ignore_index=True)
+
+
 def plot_prior_sweep(sweep: pd.DataFrame, path, chosen: float | None = None, title: str = "") -> None:
     """AUPRC ratio and EPR against the threshold, one line per network."""
     import matplotlib
@@ -298,6 +338,6 @@ def plot_method_table(table: pd.DataFrame, path, title: str = "") -> None:
     plt.close(fig)
 
 
-__all__ = ["BASE_METHODS", "UGRN_EXTRACTORS", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression",
+__all__ = ["BASE_METHODS", "UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression",
            "method_variant", "plot_method_table", "plot_prior_sweep", "prior_edges", "prior_sweep", "read_tfs",
            "read_truth_network"]
