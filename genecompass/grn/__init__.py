@@ -7,6 +7,13 @@
   and the GeneCompass update of its output by a binary gene-embedding prior.
 - :mod:`.baselines`: correlation, GENIE3, optional GRNBoost2, random and
   embedding-cosine rankings.
+- :mod:`.ugrn`: universal GRN pair features from a frozen model (embedding,
+  zero-out, Virtual Value Perturbation, Gradient Trajectory) and the translator
+  trained on one dataset's network, scored on others.
+- :mod:`.deletion`: in-silico deletion of a TF and the precision of the genes
+  whose contextual embeddings move most.
+- :mod:`.task`: the workflow's task layer: dataset export, per-method rankings,
+  the prior threshold sweep, UGRN and deletion tables.
 
 Every method returns a ranked edge table with columns ``source, target, score``.
 """
