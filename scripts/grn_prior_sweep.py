@@ -1,32 +1,17 @@
 """Rule grn_prior_sweep: DeepSEM + binarised embedding-cosine prior at every threshold of a grid."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from genecompass.embed import symbol_vectors
-from genecompass.grn.beeline import (
-    find_expression_file,
-    read_expression,
-    read_ranked_edges,
-)
-from genecompass.grn.task import (
-    plot_prior_sweep,
-    prior_sweep,
-    read_tfs,
-    read_truth_network,
-)
+from genecompass.grn.beeline import read_ranked_edges
+from genecompass.grn.task import plot_prior_sweep, prior_sweep, read_grn_dataset
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):
     task = snakemake.params.task
     dataset = snakemake.wildcards.dataset
-    folder = Path(snakemake.input.dataset)
-    expression = read_expression(find_expression_file(folder))
-    tfs = read_tfs(folder / "TFs.csv")
-    networks = {path.name.removesuffix("-network.csv"): read_truth_network(path)
-                for path in sorted(folder.glob("*-network.csv"))}
+    expression, tfs, networks = read_grn_dataset(snakemake.input.dataset)
     read = {"sep": "\t", "keep_default_na": False}
     vectors = symbol_vectors(pd.read_csv(snakemake.input.contextual, **read),
                              pd.read_csv(snakemake.input.static, **read),

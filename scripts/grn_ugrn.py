@@ -5,14 +5,7 @@ from pathlib import Path
 import torch
 
 from genecompass.dictionary import read_dictionary
-from genecompass.grn.beeline import find_expression_file, read_expression
-from genecompass.grn.task import (
-    read_tfs,
-    read_truth_network,
-    symbol_tokens,
-    ugrn_pairs,
-    ugrn_table,
-)
+from genecompass.grn.task import read_grn_dataset, symbol_tokens, ugrn_pairs, ugrn_table
 from genecompass.grn.ugrn import load_pretraining_model
 from genecompass.utils import atomic_output, logged_to
 
@@ -26,16 +19,13 @@ with logged_to(snakemake.log[0]):
     for folder in map(Path, snakemake.input.datasets):
         name = folder.parent.name
         species = snakemake.params.species[name]
-        expression = read_expression(find_expression_file(folder))
-        tfs = read_tfs(folder / "TFs.csv")
-        # the first network of the dataset is its training / evaluation GRN
-        network_path = sorted(folder.glob("*-network.csv"))[0] if not settings.get("network") else \
-            folder / f"{settings['network'][name]}-network.csv"
+        expression, tfs, networks = read_grn_dataset(folder)
+        # the dataset's training / evaluation GRN: ugrn.network[name], else its first network
+        network_name = (settings.get("network") or {}).get(name, next(iter(networks)))
         tokens = symbol_tokens(dictionary, species)
-        pairs = ugrn_pairs(expression, read_truth_network(network_path), tfs, tokens,
-                           settings.get("max_positive_pairs"), seed)
+        pairs = ugrn_pairs(expression, networks[network_name], tfs, tokens, settings.get("max_positive_pairs"), seed)
         genes = [tokens[g] for g in expression.index if g in tokens]
-        print(f"{name} ({species}, {network_path.name}): {len(genes)} genes with tokens, "
+        print(f"{name} ({species}, {network_name}): {len(genes)} genes with tokens, "
               f"{int(pairs['label'].sum())} positive and {int((pairs['label'] == 0).sum())} negative pairs")
         datasets[name] = {"pairs": pairs, "genes": genes, "species": species}
     table = ugrn_table(model, datasets, kind=settings.get("translator", "logistic"), seed=seed,

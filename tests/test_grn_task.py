@@ -132,3 +132,24 @@ def tiny_pretraining_model():
     config = GeneCompassConfig.preset("tiny", vocab_size=40, max_position_embeddings=17, knowledge_kinds=[])
     model = GeneCompassForPretraining(config).eval()
     return model, list(range(10, 30))
+
+
+def test_method_edges_dispatch_and_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    expression = pd.DataFrame(rng.normal(size=(5, 40)), index=["A", "B", "C", "D", "E"])
+    expression.loc["C"] = expression.loc["A"] * 2 + rng.normal(scale=0.01, size=40)
+    pearson = task.method_edges("pearson", expression, ["A", "B"])
+    assert tuple(pearson.iloc[0][["source", "target"]]) == ("A", "C")
+    vectors = pd.DataFrame(np.eye(5), index=list("ABCDE"))
+    with pytest.raises(InputError, match="needs gene embeddings"):
+        task.method_edges("cosine_untrained", expression, ["A", "B"])
+    with pytest.raises(InputError, match="filters DeepSEM"):
+        task.method_edges("deepsem_prior_untrained", expression, ["A", "B"], vectors=vectors)
+    with pytest.raises(InputError, match="not a baseline"):
+        task.method_edges("nope", expression, ["A", "B"])
+    # the dataset folder round trip the rules use
+    from genecompass.grn.beeline import write_beeline_dataset
+    folder = write_beeline_dataset(tmp_path / "input", expression, {"truth": pd.DataFrame(
+        {"Gene1": ["A"], "Gene2": ["C"]})}, tfs=["A", "B"])
+    read, tfs, networks = task.read_grn_dataset(folder)
+    assert tfs == ["A", "B"] and list(networks) == ["truth"] and read.shape == (5, 40)

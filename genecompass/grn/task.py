@@ -120,6 +120,20 @@ def export_expression(adata, tfs, n_variable_genes: int = 500, min_cell_fraction
     return pd.DataFrame(dense, index=symbols.to_numpy()[rows], columns=adata.obs_names.astype(str))
 
 
+def read_grn_dataset(folder) -> tuple[pd.DataFrame, list[str], dict[str, pd.DataFrame]]:
+    """A dataset folder written by the ``grn_dataset`` rule: (expression, TFs, networks by name)."""
+    from .beeline import find_expression_file, read_expression
+
+    folder = Path(folder)
+    expression = read_expression(find_expression_file(folder))
+    networks = {path.name.removesuffix("-network.csv"): read_truth_network(path)
+                for path in sorted(folder.glob("*-network.csv"))}
+    if not networks:
+        raise InputError(folder, "networks", "no <name>-network.csv in the dataset folder",
+                         "re-run the grn_dataset rule")
+    return expression, read_tfs(folder / "TFs.csv"), networks
+
+
 def baseline_edges(method: str, expression: pd.DataFrame, tfs, seed: int = 0, genie3_trees: int = 100,
                    n_jobs: int = 1) -> pd.DataFrame:
     """The ranked edges of a baseline method (not DeepSEM, not an embedding method)."""
@@ -141,6 +155,33 @@ def embedding_edges(vectors: pd.DataFrame, expression: pd.DataFrame, tfs) -> pd.
 def prior_edges(deepsem: pd.DataFrame, vectors: pd.DataFrame, genes, threshold: float) -> pd.DataFrame:
     """``deepsem_prior_<variant>``: DeepSEM's edges kept where the embedding cosine exceeds ``threshold``."""
     return combine_with_prior(deepsem, embedding_prior(vectors, genes, threshold))
+
+
+def method_edges(method: str, expression: pd.DataFrame, tfs, *, seed: int = 0, settings: dict | None = None,
+                 vectors: pd.DataFrame | None = None, deepsem: pd.DataFrame | None = None,
+                 n_jobs: int = 1) -> pd.DataFrame:
+    """The ranked edges of any method of the task (see the module docstring).
+
+    ``settings``: the ``tasks.grn`` config section (``deepsem``, ``device``,
+    ``prior_threshold``, ``genie3_trees``); ``vectors``: the variant's gene
+    vectors for embedding methods; ``deepsem``: DeepSEM's edges for the prior.
+    """
+    from .deepsem import train_deepsem
+
+    settings = settings or {}
+    if method_variant(method) and vectors is None:
+        raise InputError(None, "vectors", f"method '{method}' needs gene embeddings", "pass the variant's vectors")
+    if method == "deepsem":
+        result = train_deepsem(expression, settings.get("deepsem"), seed=seed, device=settings.get("device", "cpu"))
+        return result.edges(tfs)
+    if method.startswith("cosine_"):
+        return embedding_edges(vectors, expression, tfs)
+    if method.startswith("deepsem_prior_"):
+        if deepsem is None:
+            raise InputError(None, "deepsem", f"method '{method}' filters DeepSEM's edges", "pass them")
+        return prior_edges(deepsem, vectors, expression.index, float(settings.get("prior_threshold", 0.4)))
+    return baseline_edges(method, expression, tfs, seed=seed, genie3_trees=int(settings.get("genie3_trees", 100)),
+                          n_jobs=n_jobs)
 
 
 def evaluate_networks(edges: pd.DataFrame, networks: dict[str, pd.DataFrame], genes, tfs) -> pd.DataFrame:
@@ -338,6 +379,6 @@ def plot_method_table(table: pd.DataFrame, path, title: str = "") -> None:
     plt.close(fig)
 
 
-__all__ = ["BASE_METHODS", "UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression",
+__all__ = ["BASE_METHODS", "UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression", "method_edges", "read_grn_dataset",
            "method_variant", "plot_method_table", "plot_prior_sweep", "prior_edges", "prior_sweep", "read_tfs",
            "read_truth_network"]
