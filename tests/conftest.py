@@ -30,6 +30,27 @@ ROOT = Path(__file__).resolve().parents[1]
 from genecompass.knowledge.assemble import random_knowledge  # noqa: E402,F401  (tests import it from here)
 
 
+def tiny_pretraining_model(vocab_size: int = 40, knowledge_dim: int | None = 8, max_genes: int = 16,
+                           initializer_range: float = 0.2, seed: int = 0):
+    """A seeded tiny GeneCompassForPretraining in eval mode, with random knowledge when ``knowledge_dim``.
+
+    The init range is larger than the default 0.02 so genes visibly influence
+    each other's predictions.
+    """
+    import torch
+
+    from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
+
+    torch.manual_seed(seed)
+    fields = {"knowledge_dim": knowledge_dim} if knowledge_dim else {"knowledge_kinds": []}
+    config = GeneCompassConfig.preset("tiny", vocab_size=vocab_size, max_position_embeddings=max_genes + 1,
+                                      initializer_range=initializer_range, **fields)
+    model = GeneCompassForPretraining(config)
+    if knowledge_dim:
+        model.set_knowledge(random_knowledge(vocab_size, knowledge_dim))
+    return model.eval()
+
+
 def write_text(path: Path, text: str) -> Path:
     """Write a small fixture file, gzipped when its name ends in .gz."""
     import gzip

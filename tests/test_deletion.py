@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_knowledge
+from conftest import tiny_pretraining_model
 from torch import nn
 
 from genecompass.errors import InputError
@@ -78,12 +78,7 @@ def rows(seed: int, n: int = 12, with_tf_every: int = 2, companions=()) -> list[
 
 @pytest.fixture(scope="module")
 def model() -> GeneCompassForPretraining:
-    torch.manual_seed(0)
-    config = GeneCompassConfig.preset("tiny", vocab_size=VOCAB, max_position_embeddings=17, knowledge_dim=KDIM,
-                                      initializer_range=0.2)
-    full = GeneCompassForPretraining(config)
-    full.set_knowledge(random_knowledge(VOCAB, KDIM))
-    return full.eval()
+    return tiny_pretraining_model(VOCAB, KDIM)
 
 
 def test_deletion_moves_only_the_targets_of_a_hand_built_encoder():

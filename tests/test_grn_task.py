@@ -6,7 +6,7 @@ import anndata
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from conftest import tiny_pretraining_model
 from scipy import sparse
 
 from genecompass.embed import symbol_vectors
@@ -105,8 +105,8 @@ def test_ugrn_pairs_are_balanced_and_capped():
     pd.testing.assert_frame_equal(pairs, again)
 
 
-def test_ugrn_table_has_every_extractor_and_the_ensemble(tiny_pretraining_model):
-    model, gene_tokens = tiny_pretraining_model
+def test_ugrn_table_has_every_extractor_and_the_ensemble(tiny_model):
+    model, gene_tokens = tiny_model
     rng = np.random.default_rng(0)
     datasets = {}
     for name in ("one", "two"):
@@ -125,13 +125,8 @@ def test_ugrn_table_has_every_extractor_and_the_ensemble(tiny_pretraining_model)
 
 
 @pytest.fixture(scope="module")
-def tiny_pretraining_model():
-    from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
-
-    torch.manual_seed(0)
-    config = GeneCompassConfig.preset("tiny", vocab_size=40, max_position_embeddings=17, knowledge_kinds=[])
-    model = GeneCompassForPretraining(config).eval()
-    return model, list(range(10, 30))
+def tiny_model():
+    return tiny_pretraining_model(40, knowledge_dim=None, initializer_range=0.02), list(range(10, 30))
 
 
 def test_method_edges_dispatch_and_inputs(tmp_path):

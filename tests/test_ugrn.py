@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import random_knowledge
+from conftest import tiny_pretraining_model
 
 from genecompass.embed import static_gene_embeddings
 from genecompass.errors import InputError
@@ -27,7 +27,7 @@ from genecompass.grn.ugrn import (
     virtual_value_perturbation,
     zero_out_features,
 )
-from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
+from genecompass.model import GeneCompassForPretraining
 
 VOCAB = 40
 KDIM = 8
@@ -44,13 +44,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model() -> GeneCompassForPretraining:
-    # A larger init than the default 0.02 so genes visibly influence each other's predictions.
-    torch.manual_seed(0)
-    config = GeneCompassConfig.preset("tiny", vocab_size=VOCAB, max_position_embeddings=17, knowledge_dim=KDIM,
-                                      initializer_range=0.2)
-    full = GeneCompassForPretraining(config)
-    full.set_knowledge(random_knowledge(VOCAB, KDIM))
-    return full.eval()
+    return tiny_pretraining_model(VOCAB, KDIM)
 
 
 def predictions(model, tokens, values, present=None) -> np.ndarray:
