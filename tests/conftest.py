@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,19 @@ def shared_data() -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 
 from genecompass.knowledge.assemble import random_knowledge  # noqa: E402,F401  (tests import it from here)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to ``n`` inside, restored after (tiny models run fastest on one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tiny_pretraining_model(vocab_size: int = 40, knowledge_dim: int | None = 8, max_genes: int = 16,

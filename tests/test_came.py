@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import torch_threads
 from scipy import sparse
 
 from genecompass.annotation import came
@@ -66,10 +67,8 @@ def _graph(data, **kwargs):
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny graphs: one thread avoids OpenMP overhead (and contention on shared CI machines)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_pretraining_model
+from conftest import tiny_pretraining_model, torch_threads
 from torch import nn
 
 from genecompass.errors import InputError
@@ -28,10 +28,8 @@ TARGETS = [12, 15, 21]
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 class TargetPushEncoder(nn.Module):

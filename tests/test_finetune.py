@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import random_knowledge
+from conftest import random_knowledge, torch_threads
 from scipy import sparse
 
 from genecompass.annotation.finetune import (
@@ -50,10 +50,8 @@ PROGRAM = 12  # genes per type-specific program; genes 36..59 are shared
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One torch thread for the whole module (module-scoped, so the shared fine-tuning run uses it too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 # --------------------------------------------------------------------------- synthetic world

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_knowledge, torch_threads
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-
-from conftest import random_knowledge
 
 from genecompass.dictionary import MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS
 from genecompass.knowledge.assemble import KINDS
@@ -349,10 +348,8 @@ def evaluate(model, ids, values, species):
 @pytest.fixture
 def one_thread():
     """Tiny matrices train fastest on one thread (and do not stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def test_training_on_two_programs_lowers_losses(one_thread):

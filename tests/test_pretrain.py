@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from conftest import random_knowledge
+from conftest import random_knowledge, torch_threads
 
 from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
 from genecompass.pretrain import (
@@ -31,10 +30,8 @@ MAX_LEN = 24
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def synthetic_cells(n: int, seed: int) -> dict:

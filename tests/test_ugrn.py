@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_pretraining_model
+from conftest import tiny_pretraining_model, torch_threads
 
 from genecompass.embed import static_gene_embeddings
 from genecompass.errors import InputError
@@ -36,10 +36,8 @@ HUMAN = 2
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -229,25 +229,26 @@ def test_real_config_dry_run_plans_every_stage(shared_data):
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
 
 
+def dry_run_with_overlay(tmp_path, overlay: dict):
+    """A dry run of the demo config with ``overlay`` layered on top, in an empty directory."""
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
+                         "--configfile", str(ROOT / "config" / "config.yaml"), str(path),
+                         "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
+
+
 def test_two_promoter_sources_for_a_species_is_a_clear_error(tmp_path):
-    overlay = tmp_path / "bad.yaml"
-    overlay.write_text(yaml.safe_dump({"references": {"promoters": {"human": {
-        "epd_sequences": "a.txt", "epd_ensembl": "b.txt"}}}}))  # merged onto the demo's fasta
-    result = run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
-                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
-                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
+    result = dry_run_with_overlay(tmp_path, {"references": {"promoters": {"human": {
+        "epd_sequences": "a.txt", "epd_ensembl": "b.txt"}}}})  # merged onto the demo's fasta
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "references.promoters.human has keys ['epd_ensembl', 'epd_sequences', 'fasta']" in output, output[-3000:]
 
 
 def test_task_naming_an_unknown_sample_is_a_clear_error(tmp_path):
-    overlay = tmp_path / "bad.yaml"
-    overlay.write_text(yaml.safe_dump({"tasks": {"came": {"seeds": [0], "pairs": [
-        {"name": "bad", "reference": ["nope"], "query": ["human_s1"], "label_column": "cell_type"}]}}}))
-    result = run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path), "--snakefile", str(ROOT / "Snakefile"),
-                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
-                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
+    result = dry_run_with_overlay(tmp_path, {"tasks": {"came": {"seeds": [0], "pairs": [
+        {"name": "bad", "reference": ["nope"], "query": ["human_s1"], "label_column": "cell_type"}]}}})
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "tasks.came.pairs 'bad' names samples ['nope'] that the sample sheet lacks" in output, output[-3000:]
