@@ -4,8 +4,10 @@
 #   snakemake --workflow-profile workflow/profiles/default            # the demo
 #   snakemake --workflow-profile workflow/profiles/default --configfile config/real.yaml
 
-import pandas as pd
 from snakemake.utils import min_version, validate
+
+from genecompass.errors import check_config
+from genecompass.io import read_sample_sheet
 
 min_version("8.0")
 
@@ -13,21 +15,21 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+# Readable errors first (file, key, value, what is accepted), then Snakemake's own check.
+SCHEMAS = f"{workflow.basedir}/workflow/schemas"
+check_config(config, f"{SCHEMAS}/config.schema.yaml", workflow.overwrite_configfiles or ["config/config.yaml"])
 validate(config, "workflow/schemas/config.schema.yaml")
 
-samples = pd.read_csv(config["samples"], sep="\t", dtype=str, comment="#").fillna("")
-validate(samples, "workflow/schemas/samples.schema.yaml")
-if samples["sample"].duplicated().any():
-    raise ValueError(
-        f"{config['samples']}: field 'sample': duplicate sample names "
-        f"{sorted(samples.loc[samples['sample'].duplicated(), 'sample'].unique())}. "
-        "Fix: give every row a unique sample name."
-    )
+# Columns, values, unique names and existing count files (the simulated world's are made by a rule).
+samples = read_sample_sheet(config["samples"], f"{SCHEMAS}/samples.schema.yaml",
+                            produced_under=config["simulate"]["outdir"])
 samples = samples.set_index("sample", drop=False)
 
 
 wildcard_constraints:
-    sample="|".join(samples.index),
+    # The sheet's name pattern (workflow/schemas/samples.schema.yaml), not the list of names: an
+    # alternation of every name sits in every per-sample pattern and makes planning quadratic.
+    sample="[A-Za-z0-9][A-Za-z0-9_.-]*",
     species="human|mouse",
     variant="|".join([*config["model"]["variants"], "untrained"]),
 
@@ -41,6 +43,7 @@ include: "rules/knowledge.smk"
 include: "rules/model.smk"
 include: "rules/tasks.smk"
 include: "rules/grn.smk"
+include: "rules/targets.smk"
 
 
 rule all:

@@ -111,7 +111,7 @@ class PretrainSettings:
             raise ValueError("warmup_steps must be >= 0 and lr > 0")
 
     # Keys of the workflow's pretrain section that size the job, not the run.
-    RESOURCE_KEYS = ("gpus", "threads")
+    RESOURCE_KEYS = ("gpus", "nodes", "rendezvous_port", "threads")
 
     @classmethod
     def from_config(cls, section: dict, seed: int, max_length: int | None = None) -> PretrainSettings:
@@ -389,14 +389,14 @@ def evaluate(model, split, settings: PretrainSettings, max_length: int, device, 
         with autocast() if autocast else contextlib.nullcontext():
             out = model(input_ids=ids.to(device), values=vals.to(device),
                         species_ids=batch["species_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device))
-        logits = out.logits.float().cpu()
+                        attention_mask=batch["attention_mask"].to(device),
+                        logits_mask=(id_labels != IGNORE_INDEX).to(device))
+        logits = out.logits.float().cpu()  # (n masked, vocab)
         preds = out.value_predictions.float().cpu()
         selected = id_labels != IGNORE_INDEX
-        correct += float((logits.argmax(-1)[selected] == id_labels[selected]).sum())
+        correct += float((logits.argmax(-1) == id_labels[selected]).sum())
         total += float(selected.sum())
-        id_loss_sum += float(torch.nn.functional.cross_entropy(logits[selected], id_labels[selected],
-                                                               reduction="sum"))
+        id_loss_sum += float(torch.nn.functional.cross_entropy(logits, id_labels[selected], reduction="sum"))
         sq_error += float(((preds - value_labels)[value_mask] ** 2).sum())
     model.train(was_training)
     correct, total, sq_error, id_loss_sum = _all_reduce_sum([correct, total, sq_error, id_loss_sum], device,
@@ -605,7 +605,8 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
                                   species_ids=batch["species_ids"].to(device),
                                   attention_mask=batch["attention_mask"].to(device),
                                   id_labels=id_labels.to(device), value_labels=value_labels.to(device),
-                                  value_label_mask=value_mask.to(device))
+                                  value_label_mask=value_mask.to(device),
+                                  logits_mask=(id_labels != IGNORE_INDEX).to(device))
             loss = out.loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -204,6 +204,11 @@ def resolve_reference(entry, cache_dir: str | os.PathLike, timeout: float = 60) 
                          "check the path, or add a 'url' (and 'sha256') to download it")
     if path is not None:
         logger.info("local copy %s not found; downloading %s", path, url)
+    if sha256 is None:
+        # Nothing downloaded is used unverified.
+        raise InputError(url, "sha256", "a downloaded reference needs its checksum",
+                         "add sha256: <the 64 hexadecimal characters of `sha256sum FILE`> to this entry "
+                         "(from the provider, or from a copy you trust), or give a local path instead")
     target = Path(cache_dir) / _url_basename(url)
     if target.exists():
         if sha256 is None or sha256_of(target) == sha256:
@@ -974,6 +979,10 @@ def hgnc_ensembl_ids(path: str | os.PathLike) -> list[str]:
     Ensembl gene tables also list alternate-haplotype copies of a gene under
     other IDs; HGNC names one, which resolves such symbols.
     """
+    header = [c.strip().strip('"') for c in _first_line(path).split("\t")]
+    if "ensembl_gene_id" not in header:
+        raise InputError(path, "ensembl_gene_id", f"missing column (header starts {header[:6]})",
+                         f"give the {_HGNC_LAYOUT}, e.g. hgnc_complete_set.txt from genenames.org")
     table = pd.read_csv(path, sep="\t", usecols=["ensembl_gene_id"], dtype=str, low_memory=False)
     return strip_version(table["ensembl_gene_id"].dropna().tolist()).tolist()
 

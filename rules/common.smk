@@ -13,6 +13,9 @@ SIMULATE_DIR = config["simulate"]["outdir"]
 
 
 def sample_row(wildcards):
+    if wildcards.sample not in samples.index:
+        raise ValueError(f"sample '{wildcards.sample}' is not in the sample sheet {config['samples']} "
+                         f"(it has {len(samples)} samples, e.g. {list(samples.index[:5])})")
     return samples.loc[wildcards.sample]
 
 
@@ -149,8 +152,29 @@ def rule_python():
     return shlex.quote(sys.executable)
 
 
+def pretrain_nodes():
+    return int(config["pretrain"].get("nodes", 1))
+
+
 def pretrain_launcher(wildcards, resources):
-    """One process; with several GPUs, torchrun (torch.distributed.run) with one process per GPU."""
+    """How the pretraining script starts.
+
+    One node: one process, or with several GPUs torchrun (torch.distributed.run) with one process
+    per GPU of ``resources.gpu``. Several nodes (pretrain.nodes > 1, inside a SLURM job over those
+    nodes): srun starts one torchrun per node; they meet at a c10d rendezvous on the job's first node,
+    and the node count comes from SLURM_NNODES, the processes per node from pretrain.gpus (1 on CPU).
+    """
+    nodes = int(resources.nodes)
+    if nodes > 1:
+        per_node = max(1, int(config["pretrain"]["gpus"]))
+        port = int(config["pretrain"].get("rendezvous_port", 29500))
+        return (
+            ': "${SLURM_JOB_ID:?pretrain.nodes > 1 runs inside a SLURM job: use the slurm profile}" && '
+            'srun --ntasks-per-node 1 --ntasks "$SLURM_NNODES" --kill-on-bad-exit=1 '
+            f'{rule_python()} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {per_node} '
+            '--rdzv-backend c10d --rdzv-id "$SLURM_JOB_ID" '
+            f'--rdzv-endpoint "$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):{port}"'
+        )
     gpus = int(resources.gpu)
     if gpus > 1:
         return f"{rule_python()} -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node {gpus}"
@@ -267,8 +291,13 @@ def promoter_inputs(wildcards):
 KNOWLEDGE_KINDS = ("grn", "promoter", "family", "coexpression")
 
 
+# Built once: input functions run once per job, and a scan of the sheet per job makes planning
+# quadratic in the number of samples (bench/bench_dag.py).
+SAMPLES_BY_SPECIES = {species: list(group.index) for species, group in samples.groupby("species", sort=False)}
+
+
 def species_samples(species):
-    return [s for s in samples.index if samples.loc[s, "species"] == species]
+    return SAMPLES_BY_SPECIES.get(species, [])
 
 
 def hgnc_for_species(wildcards):

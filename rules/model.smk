@@ -31,12 +31,15 @@ rule pretrain:
     resources:
         mem_mb=16000,
         runtime=24 * 60,
-        gpu=config["pretrain"]["gpus"],
+        # One node: `gpu` GPUs (--gpus). Several nodes: `gpus` per node as gres (per node in SLURM).
+        nodes=pretrain_nodes(),
+        gpu=config["pretrain"]["gpus"] if pretrain_nodes() == 1 else 0,
+        gres=f"gpu:{config['pretrain']['gpus']}" if pretrain_nodes() > 1 and config["pretrain"]["gpus"] else "",
     conda:
         "../envs/torch.yaml"
     shell:
         # PYTHONSAFEPATH: the scripts folder (it has a tokenize module) must not shadow the standard library.
-        "PYTHONSAFEPATH=1 {params.launcher} {params.script:q} --corpus {input.corpus} --knowledge {input.knowledge}"
+        "export PYTHONSAFEPATH=1; {params.launcher} {params.script:q} --corpus {input.corpus} --knowledge {input.knowledge}"
         " --dictionary {input.dictionary} --variant {wildcards.variant}"
         " --model-section {params.model_section} --pretrain-section {params.pretrain_section}"
         " --seed {params.seed} --threads {threads} --work {params.work}"

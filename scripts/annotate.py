@@ -7,6 +7,7 @@ from genecompass.annotation.finetune import (
     FinetuneSettings,
     combine_seed_runs,
     counts_for_tokens,
+    dataset_labels,
     finetune_classifier,
     load_tokenized,
     logistic_regression_baseline,
@@ -26,7 +27,8 @@ with logged_to(snakemake.log[0]):
     cells = load_tokenized(list(snakemake.input.shards))
     obs = obs_for_tokens(cells, qc_paths)
     label_column = dataset_spec["label_column"]
-    labels = obs[label_column].astype(str).to_numpy()
+    labels = dataset_labels(obs, label_column, source=", ".join(snakemake.input.h5ad),
+                            setting=f"tasks.annotation.datasets '{snakemake.wildcards.dataset}' label_column")
     counts = counts_for_tokens(cells, qc_paths) if method == "logistic_regression" else None
     results, splits = [], []
     for seed in seeds:

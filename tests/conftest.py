@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,13 @@ def run_workflow(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """The demo DAG run once per test session; returns its working directory."""
+    """The demo DAG run once per test session; returns its working directory.
+
+    GENECOMPASS_DEMO_RUN=<folder of a finished demo run> reuses that run instead (for iterating on
+    the workflow tests; CI always runs the demo afresh)."""
+    reuse = os.environ.get("GENECOMPASS_DEMO_RUN")
+    if reuse and not os.environ.get("CI"):
+        return Path(reuse)
     workdir = tmp_path_factory.mktemp("demo")
     result = run_workflow(workdir)
     if result.returncode != 0:

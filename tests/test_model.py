@@ -283,6 +283,21 @@ def test_loss_is_weighted_sum(beta):
     out.loss.backward()
 
 
+def test_masked_only_logits_match_full_logits():
+    model = model_with_knowledge(GeneCompassForPretraining, beta=0.3).eval()
+    ids, values, species = random_batch(batch=4, length=20)
+    m_ids, m_values, id_labels, value_labels, value_mask = model.mask(ids, values, None,
+                                                                      torch.Generator().manual_seed(1))
+    kwargs = dict(id_labels=id_labels, value_labels=value_labels, value_label_mask=value_mask)
+    full = model(m_ids, m_values, species, **kwargs)
+    masked = model(m_ids, m_values, species, logits_mask=value_mask, **kwargs)
+    assert masked.logits.shape == (int(value_mask.sum()), VOCAB)
+    assert torch.allclose(masked.logits, full.logits[value_mask], atol=1e-5)
+    assert torch.allclose(masked.loss, full.loss, atol=1e-6)
+    with pytest.raises(ValueError, match="logits_mask has shape"):
+        model(m_ids, m_values, species, logits_mask=value_mask[:, :5])
+
+
 # --------------------------------------------------------------------------- save / load
 
 

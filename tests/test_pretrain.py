@@ -219,17 +219,33 @@ def _ddp_worker(rank: int, world_size: int, port: int, corpus: str, out: str) ->
 
     import torch.distributed as dist
 
+    import genecompass.pretrain as module
     from genecompass.pretrain import init_distributed
 
     torch.set_num_threads(1)
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)})
     assert init_distributed("gloo")[:2] == (rank, world_size)
+    # Record what this rank trains on and what it saves (spawned processes: patch here, report in a file).
+    seen, saved = [], []
+    original_getitem, original_save = module.BatchReader.__getitem__, module.save_checkpoint
+
+    def getitem(self, i):
+        if len(self.split) == 200:  # the training split (validation has 40 cells)
+            seen.append([int(x) for x in self.batches[i]])  # row numbers of the shared training split
+        return original_getitem(self, i)
+
+    def save(out_dir, step, *args, **kwargs):
+        saved.append(int(step))
+        return original_save(out_dir, step, *args, **kwargs)
+
+    module.BatchReader.__getitem__, module.save_checkpoint = getitem, save
     try:
         pretrain(corpus, out, config(), random_knowledge(VOCAB, KDIM),
                  short_settings(max_steps=6, checkpoint_every=3, eval_every=3, num_workers=0))
     finally:
         dist.destroy_process_group()
+    Path(f"{out}.rank{rank}.json").write_text(json.dumps({"seen": seen, "saved": saved}))
 
 
 def test_distributed_two_gloo_processes(corpus, tmp_path):
@@ -244,6 +260,13 @@ def test_distributed_two_gloo_processes(corpus, tmp_path):
     mp.spawn(_ddp_worker, args=(2, port, str(corpus), str(out)), nprocs=2, join=True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 6
+    ranks = [json.loads(Path(f"{out}.rank{r}.json").read_text()) for r in range(2)]
+    # Each rank trained 6 batches, and no cell went to both ranks.
+    assert [len(r["seen"]) for r in ranks] == [6, 6]
+    cells = [{row for batch in r["seen"] for row in batch} for r in ranks]
+    assert all(len(c) >= 5 * 16 for c in cells) and not cells[0] & cells[1]
+    # Rank 0 alone wrote the checkpoint (step 3; step 6 is the final model).
+    assert ranks[0]["saved"] == [3] and ranks[1]["saved"] == []
     assert summary["batches_per_epoch"] == 200 // 16 // 2
     assert [s for s, _ in list_checkpoints(out)] == [3]
     GeneCompassForPretraining.from_pretrained(out / "model")

@@ -207,8 +207,28 @@ def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
     assert result.returncode == 0, output
     commands = [line for line in output.splitlines() if "scripts/pretrain.py" in line]
     assert commands, output
-    assert all(f"PYTHONSAFEPATH=1 {launcher}" in line for line in commands), commands
+    assert all(f"PYTHONSAFEPATH=1; {launcher}" in line for line in commands), commands
     assert f"gpu={gpus}" in output
+
+
+def test_multi_node_pretraining_runs_srun_and_torchrun_with_slurm_variables(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    overlay = tmp_path / "nodes.yaml"
+    overlay.write_text(yaml.safe_dump({"pretrain": {**config["pretrain"], "gpus": 4, "nodes": 3}}))
+    result = run_snakemake("-n", "-p", "--cores", "1", "--directory", str(tmp_path),
+                           "--snakefile", str(ROOT / "Snakefile"),
+                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
+                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}", "--forcerun", "pretrain",
+                           "--", "results/model/genecompass/summary.json")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    command = next(line for line in output.splitlines() if "scripts/pretrain.py" in line)
+    # World size from SLURM at run time (nodes) and the config (processes per node), nothing fixed.
+    assert 'srun --ntasks-per-node 1 --ntasks "$SLURM_NNODES"' in command
+    assert '-m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node 4' in command
+    assert '--rdzv-backend c10d --rdzv-id "$SLURM_JOB_ID"' in command and ":29500" in command
+    # The job asks SLURM for 3 nodes with 4 GPUs each (gres is per node; --gpus would be per job).
+    assert "nodes=3" in output and "gres=gpu:4" in output and "gpu=0" in output
 
 
 @pytest.mark.realdata

@@ -138,6 +138,29 @@ def _as_group_list(groups) -> list[str]:
     return [str(g) for g in groups]
 
 
+def dataset_labels(obs: pd.DataFrame, label_column: str, source=None, setting: str = "label_column") -> np.ndarray:
+    """The cell-type label of every cell (``obs[label_column]`` as str), checked before any training.
+
+    Raises :class:`~genecompass.errors.InputError` naming ``source`` (the files
+    the cells come from) when the column is absent or its labels hold fewer than
+    two classes: a classifier needs two. ``setting`` names the config key that
+    chose the column, for the fix.
+    """
+    if label_column not in obs.columns:
+        raise InputError(source, f"obs['{label_column}']",
+                         f"no such column among the cells' obs columns {list(obs.columns)}",
+                         f"set {setting} to the obs column holding the cell types, or add a "
+                         f"'{label_column}' column to the samples' obs")
+    labels = obs[label_column]
+    classes = sorted(labels.dropna().astype(str).unique())
+    if len(classes) < 2:
+        raise InputError(source, f"obs['{label_column}']",
+                         f"the {len(obs)} cells carry {len(classes)} label(s) {classes}; classification needs "
+                         "at least two",
+                         f"annotate samples with two or more cell types, or point {setting} at another column")
+    return labels.astype(str).to_numpy()
+
+
 def split_by_group(obs: pd.DataFrame, group_column: str, test_groups, validation_groups=None,
                    validation_fraction: float = 0.1, seed: int = 0, *, label_column: str = "cell_type",
                    allow_unseen_labels: bool = False) -> GroupSplit:
@@ -793,7 +816,8 @@ def logistic_regression_baseline(adata, labels, split, settings: BaselineSetting
 
 __all__ = [
     "INITS", "SPLITS", "AnnotationResult", "BaselineSettings", "FinetuneSettings", "GroupSplit",
-    "annotation_metrics", "build_classifier", "combine_seed_runs", "counts_for_tokens", "finetune_classifier", "load_tokenized",
+    "annotation_metrics", "build_classifier", "combine_seed_runs", "counts_for_tokens", "dataset_labels",
+    "finetune_classifier", "load_tokenized",
     "logistic_regression_baseline", "obs_for_tokens", "plot_confusion", "predict_logits", "row_normalise",
     "split_by_group",
 ]

@@ -339,7 +339,8 @@ class GeneCompassPredictionTransform(nn.Module):
 
 @dataclass
 class GeneCompassPretrainingOutput(ModelOutput):
-    """loss = (1 − β)·id_loss + β·value_loss; logits (B, L, vocab) and value_predictions (B, L) per gene."""
+    """loss = (1 − β)·id_loss + β·value_loss; logits (B, L, vocab), or (n, vocab) at the positions of
+    ``logits_mask``; value_predictions (B, L) per gene."""
 
     loss: torch.Tensor | None = None
     id_loss: torch.Tensor | None = None
@@ -371,16 +372,29 @@ class GeneCompassForPretraining(GeneCompassPreTrainedModel):
                           mask_token_id=self.config.mask_token_id, pad_token_id=self.config.pad_token_id)
 
     def forward(self, input_ids, values=None, species_ids=None, attention_mask=None, id_labels=None,
-                value_labels=None, value_label_mask=None, output_hidden_states: bool = False, **kwargs):
+                value_labels=None, value_label_mask=None, output_hidden_states: bool = False,
+                logits_mask: torch.Tensor | None = None, **kwargs):
+        """``logits_mask`` (B, L bool), when given, runs the ID decoder only at those positions and
+        returns ``logits`` as (n_selected, vocab) in row-major order. Training passes the masked
+        positions: the vocabulary-wide projection is the costliest layer of a small model, and the loss
+        only reads ~15% of its rows."""
         out = self.genecompass(input_ids, values, species_ids, attention_mask,
                                output_hidden_states=output_hidden_states)
         genes = out.last_hidden_state[:, 1:]
-        logits = self.id_decoder(self.id_transform(genes))
+        if logits_mask is None:
+            logits = self.id_decoder(self.id_transform(genes))
+            flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]), id_labels
+        else:
+            logits_mask = logits_mask.bool()
+            if logits_mask.shape != input_ids.shape:
+                raise ValueError(f"logits_mask has shape {tuple(logits_mask.shape)}; it must match "
+                                 f"input_ids {tuple(input_ids.shape)}")
+            logits = flat_logits = self.id_decoder(self.id_transform(genes[logits_mask]))
+            flat_labels = None if id_labels is None else id_labels[logits_mask]
         value_predictions = self.value_decoder(self.value_transform(genes)).squeeze(-1)
         loss = id_loss = value_loss = None
         if id_labels is not None:
-            id_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), id_labels.reshape(-1),
-                                      ignore_index=IGNORE_INDEX)
+            id_loss = F.cross_entropy(flat_logits.float(), flat_labels.reshape(-1), ignore_index=IGNORE_INDEX)
             if not torch.isfinite(id_loss):  # no masked position in the batch
                 id_loss = logits.sum() * 0.0
         if value_labels is not None:

@@ -1,0 +1,35 @@
+# Named targets: one rule per stage and per downstream task, so that
+#   snakemake --workflow-profile workflow/profiles/default task_grn
+# builds the GRN task (and whatever it needs) and nothing else. Each rule only
+# gathers files; together they request exactly what `all` requests.
+#
+# The rules are made in a loop (their names come from the `name:` directive).
+# They run nothing, so Snakemake runs them locally and they need no log,
+# resources or conda env.
+
+TARGET_RULES = {
+    "stage_qc": lambda: ["results/qc/summary.tsv", *qc_outputs("h5ad")],
+    "stage_tokens": lambda: [
+        "results/tokens/dictionary_summary.json",
+        "results/tokens/medians.tsv",
+        "results/corpus/summary.json",
+    ],
+    "stage_knowledge": lambda: ["results/knowledge/knowledge.safetensors"],
+    "stage_pretrain": lambda: [f"results/model/{variant}/summary.json" for variant in pretrained_variants()],
+    "stage_embeddings": lambda: [
+        *[f"results/embeddings/{main_variant()}/cells/{sample}.h5ad" for sample in samples.index],
+        "results/analysis/gene_embeddings/summary.tsv",
+    ],
+    "task_came": came_targets,
+    "task_annotation": annotation_targets,
+    "task_grn": grn_targets,
+}
+
+
+for _target_rule, _targets in TARGET_RULES.items():
+
+    rule:
+        name:
+            _target_rule
+        input:
+            _targets(),
