@@ -144,13 +144,17 @@ def _with_csr(adata: AnnData, path: Path) -> AnnData:
         raise InputError(path, "X", "the file has no count matrix X",
                          "store the raw counts in X")
     if not isinstance(adata.X, sp.csr_matrix):
-        if sp.issparse(adata.X):
-            adata.X = sp.csr_matrix(adata.X)
-        elif isinstance(adata.X, np.ndarray):
-            adata.X = sp.csr_matrix(adata.X)
-        else:
+        if not (sp.issparse(adata.X) or isinstance(adata.X, np.ndarray)):
             raise InputError(path, "X", f"unsupported matrix type {type(adata.X).__name__}",
                              "store X as a dense array or a scipy sparse matrix")
+        X = adata.X
+        if X.dtype == np.float16:  # scipy.sparse has no float16; float32 holds every float16 exactly
+            X = X.astype(np.float32)
+        try:
+            adata.X = sp.csr_matrix(X)
+        except (ValueError, TypeError) as exc:
+            raise InputError(path, "X", f"cannot use the matrix of dtype {X.dtype} ({exc})",
+                             "store the raw counts in X as integers") from None
     return adata
 
 

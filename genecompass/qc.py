@@ -63,12 +63,18 @@ class QCResult:
     messages: list[str] = field(default_factory=list)
 
 
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
 def check_raw_counts(X, path, allow_non_raw: bool = False) -> None:
     """Refuse matrices that are not raw counts (negative, fractional or logged).
 
     Only the stored non-zero values are inspected, so sparse input stays sparse.
     """
     values = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    if values.dtype.kind not in "biuf":  # complex, strings, objects
+        raise InputError(path, "X", f"the matrix holds {values.dtype} values, not counts",
+                         "provide raw integer counts (e.g. adata.raw or layers['counts'] of the file)")
     if values.size == 0:
         return
     if np.issubdtype(values.dtype, np.integer):
@@ -93,6 +99,13 @@ def check_raw_counts(X, path, allow_non_raw: bool = False) -> None:
             f"the matrix has non-integer values (max {top:.3g}); it looks {kind}, not raw counts",
             "provide raw integer counts (e.g. adata.raw or layers['counts']), "
             "or set qc.allow_non_raw: true in the config if you really mean it",
+        )
+    if not allow_non_raw and values.max() > _INT32_MAX:
+        # QC stores counts as int32: a larger value would wrap around.
+        raise InputError(
+            path, "X", f"the matrix has values up to {float(values.max()):.3g}, beyond the int32 counts "
+                       f"QC stores (at most {_INT32_MAX})",
+            "provide raw counts per cell and gene, or set qc.allow_non_raw: true to keep the values as they are",
         )
 
 

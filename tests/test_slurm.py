@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import anndata as ad
 import numpy as np
 import pytest
 from conftest import ROOT
+from demo_slice import copy_from_demo
 from slurm_cluster import SingleNodeCluster, missing_binaries
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -56,15 +56,6 @@ def cluster(tmp_path_factory):
         pytest.skip(reason)
     with SingleNodeCluster(tmp_path_factory.mktemp("slurm")) as running:
         yield running
-
-
-def copy_in_order(source: Path, target: Path) -> None:
-    """Copy a results folder; the copies get fresh mtimes in the originals' order (newest stays newest)."""
-    shutil.copytree(source, target, dirs_exist_ok=True)
-    files = sorted((p.stat().st_mtime, p.relative_to(source)) for p in source.rglob("*") if p.is_file())
-    now = time.time()
-    for i, (_, relative) in enumerate(files):
-        os.utime(target / relative, (now + 0.01 * i, now + 0.01 * i))
 
 
 def snakemake(workdir: Path, cluster: SingleNodeCluster, *targets: str, extra: tuple[str, ...] = ()):
@@ -114,7 +105,7 @@ def test_demo_slice_runs_through_sbatch_and_matches_the_local_run(demo_run, clus
     from safetensors.numpy import load_file
 
     workdir = tmp_path / "slurm_run"
-    copy_in_order(demo_run / "results" / "simulate", workdir / "results" / "simulate")
+    copy_from_demo(demo_run, workdir, ["results/simulate"])
 
     # 1. QC -> tokens -> corpus, every job an sbatch job.
     first = snakemake(workdir, cluster, "results/corpus/dataset", "results/qc/summary.tsv")
@@ -133,7 +124,7 @@ def test_demo_slice_runs_through_sbatch_and_matches_the_local_run(demo_run, clus
                                                             strict=True))
 
     # 2. Pre-training alone (the knowledge is the local run's) as one sbatch job.
-    copy_in_order(demo_run / "results" / "knowledge", workdir / "results" / "knowledge")
+    copy_from_demo(demo_run, workdir, ["results/knowledge"], start=time.time())  # newer than step 1's outputs
     assert planned_rules(workdir, cluster, "results/model/genecompass/summary.json") == {"pretrain"}
     second = snakemake(workdir, cluster, "results/model/genecompass/summary.json")
     check_run(second, workdir, {"pretrain"})
@@ -146,8 +137,7 @@ def test_demo_slice_runs_through_sbatch_and_matches_the_local_run(demo_run, clus
 def test_multi_node_launch_runs_under_srun_and_torchrun(demo_run, cluster, tmp_path):
     """The rule's nodes > 1 command (srun + torchrun, c10d rendezvous) in a one-node allocation."""
     workdir = tmp_path / "multinode"
-    for folder in ("corpus", "knowledge", "tokens"):  # the pretraining inputs
-        copy_in_order(demo_run / "results" / folder, workdir / "results" / folder)
+    copy_from_demo(demo_run, workdir, ["results/corpus", "results/knowledge", "results/tokens"])
     overlay = tmp_path / "multinode.yaml"
     overlay.write_text("pretrain: {gpus: 2, nodes: 2, max_steps: 4, checkpoint_every: 2, eval_every: 2}\n")
     printed = snakemake(workdir, cluster, "results/model/no_knowledge/summary.json",
