@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
 
+from genecompass import simulate
 from genecompass.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,20 +62,8 @@ def write_h5ad(path: Path, X, var_names=HUMAN_IDS, obs_names=None) -> Path:
 
 
 def write_10x_h5(path: Path, X, gene_ids=HUMAN_IDS, symbols=HUMAN_SYMBOLS) -> Path:
-    """Cell Ranger 3 layout."""
-    by_gene = sp.csc_matrix(np.asarray(X).T)
-    with h5py.File(path, "w") as handle:
-        matrix = handle.create_group("matrix")
-        matrix["barcodes"] = np.array(barcodes(X.shape[0]), dtype="S")
-        matrix["data"] = by_gene.data.astype(np.int32)
-        matrix["indices"] = by_gene.indices.astype(np.int64)
-        matrix["indptr"] = by_gene.indptr.astype(np.int64)
-        matrix["shape"] = np.array(by_gene.shape, dtype=np.int32)
-        features = matrix.create_group("features")
-        features["id"] = np.array(gene_ids, dtype="S")
-        features["name"] = np.array(symbols, dtype="S")
-        features["feature_type"] = np.array(["Gene Expression"] * len(gene_ids), dtype="S")
-        features["genome"] = np.array(["GRCh38"] * len(gene_ids), dtype="S")
+    """Cell Ranger 3 layout, written by the simulator's own writer."""
+    simulate.write_10x_h5(path, sp.csr_matrix(np.asarray(X)), barcodes(X.shape[0]), gene_ids, symbols, "GRCh38")
     return path
 
 

@@ -191,20 +191,26 @@ def test_gpu_rules_take_their_gpus_from_config(name):
     assert "config[" in resources.split("gpu=", 1)[1], f"rule {name}: gpu resource not from config: {resources}"
 
 
-@pytest.mark.parametrize("gpus, launcher", [
-    (0, f"{sys.executable} "), (1, f"{sys.executable} "),
-    (2, f"{sys.executable} -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 2 ")])
-def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
+def planned_pretraining(tmp_path, extra: tuple[str, ...] = (), **pretrain) -> str:
+    """Dry-run output (-p) of the main variant's pretraining with ``pretrain`` settings overridden."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    overlay = tmp_path / "gpus.yaml"
-    overlay.write_text(yaml.safe_dump({"pretrain": {**config["pretrain"], "gpus": gpus}}))
-    result = run_snakemake("-n", "-p", "--cores", "1", "--resources", "gpu=2", "--directory", str(tmp_path),
+    overlay = tmp_path / "pretrain.yaml"
+    overlay.write_text(yaml.safe_dump({"pretrain": {**config["pretrain"], **pretrain}}))
+    result = run_snakemake("-n", "-p", "--cores", "1", *extra, "--directory", str(tmp_path),
                            "--snakefile", str(ROOT / "Snakefile"),
                            "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
                            "--config", f"samples={ROOT / 'config' / 'samples.tsv'}", "--forcerun", "pretrain",
                            "--", "results/model/genecompass/summary.json")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
+    return output
+
+
+@pytest.mark.parametrize("gpus, launcher", [
+    (0, f"{sys.executable} "), (1, f"{sys.executable} "),
+    (2, f"{sys.executable} -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 2 ")])
+def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
+    output = planned_pretraining(tmp_path, ("--resources", "gpu=2"), gpus=gpus)
     commands = [line for line in output.splitlines() if "scripts/pretrain.py" in line]
     assert commands, output
     assert all(f"PYTHONSAFEPATH=1; {launcher}" in line for line in commands), commands
@@ -212,16 +218,7 @@ def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
 
 
 def test_multi_node_pretraining_runs_srun_and_torchrun_with_slurm_variables(tmp_path):
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    overlay = tmp_path / "nodes.yaml"
-    overlay.write_text(yaml.safe_dump({"pretrain": {**config["pretrain"], "gpus": 4, "nodes": 3}}))
-    result = run_snakemake("-n", "-p", "--cores", "1", "--directory", str(tmp_path),
-                           "--snakefile", str(ROOT / "Snakefile"),
-                           "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay),
-                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}", "--forcerun", "pretrain",
-                           "--", "results/model/genecompass/summary.json")
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    output = planned_pretraining(tmp_path, gpus=4, nodes=3)
     command = next(line for line in output.splitlines() if "scripts/pretrain.py" in line)
     # World size from SLURM at run time (nodes) and the config (processes per node), nothing fixed.
     assert 'srun --ntasks-per-node 1 --ntasks "$SLURM_NNODES"' in command
