@@ -23,14 +23,13 @@ DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "sinfo", "scancel", "srun")
 
 
+def _binary(name: str) -> str | None:
+    """The program's path; the daemons live in /usr/sbin, which a non-login PATH may lack."""
+    return shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+
+
 def missing_binaries() -> list[str]:
-    found = {name: shutil.which(name) or next((p for p in (f"/usr/sbin/{name}",) if Path(p).exists()), None)
-             for name in (*DAEMONS, *CLIENTS)}
-    return [name for name, path in found.items() if not path]
-
-
-def _binary(name: str) -> str:
-    return shutil.which(name) or f"/usr/sbin/{name}"
+    return [name for name in (*DAEMONS, *CLIENTS) if not _binary(name)]
 
 
 def _free_port() -> int:
