@@ -43,6 +43,7 @@ include: "rules/knowledge.smk"
 include: "rules/model.smk"
 include: "rules/tasks.smk"
 include: "rules/grn.smk"
+include: "rules/perturbation.smk"
 include: "rules/targets.smk"
 
 

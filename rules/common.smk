@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from genecompass.grn.task import BASE_METHODS, method_variant
+from genecompass.perturb.task import METHODS as PERTURBATION_METHOD_NAMES
 from genecompass.references import download_target
 
 SIMULATE_DIR = config["simulate"]["outdir"]
@@ -65,6 +66,7 @@ def all_targets():
         *came_targets(),
         *annotation_targets(),
         *grn_targets(),
+        *perturbation_targets(),
     ]
 
 
@@ -118,6 +120,35 @@ def came_inputs(wildcards):
 def came_targets():
     return [f"results/tasks/came/{pair}/{method}/metrics.json" for pair in came_pairs()
             for method in ("came", "genecompass_came")]
+
+
+def perturbation_datasets():
+    return {entry["name"]: entry for entry in (config["tasks"].get("perturbation") or {}).get("datasets") or []}
+
+
+def perturbation_dataset(name):
+    datasets = perturbation_datasets()
+    if name not in datasets:
+        raise ValueError(f"tasks.perturbation.datasets has no dataset '{name}' (it has {list(datasets)})")
+    return datasets[name]
+
+
+PERTURBATION_METHODS = list(PERTURBATION_METHOD_NAMES)
+
+
+def perturbation_method_inputs(wildcards):
+    entry = perturbation_dataset(wildcards.dataset)
+    inputs = {"prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
+              "go": reference_file(entry["go_gene_sets"])}
+    if wildcards.method.endswith("genecompass") or wildcards.method == "genecompass_gears":
+        variant = config["tasks"]["perturbation"].get("embedding_variant") or main_variant()
+        inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
+        inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"
+    return inputs
+
+
+def perturbation_targets():
+    return [f"results/tasks/perturbation/{name}/metrics.tsv" for name in perturbation_datasets()]
 
 
 # ---- model ----
@@ -231,7 +262,9 @@ def iter_reference_entries(node=...):
 def downloads():
     """File name in the cache -> the entry to download it from."""
     result = {}
-    for entry in iter_reference_entries():
+    perturbation_files = [dataset[key] for dataset in perturbation_datasets().values()
+                          for key in ("data", "go_gene_sets") if isinstance(dataset.get(key), dict)]
+    for entry in [*iter_reference_entries(), *perturbation_files]:
         target = reference_file(entry)
         if "url" in entry and Path(target).parent == Path(REFERENCE_CACHE):
             result[Path(target).name] = locator(entry)

@@ -23,6 +23,7 @@ TARGET_RULES = {
     "task_came": came_targets,
     "task_annotation": annotation_targets,
     "task_grn": grn_targets,
+    "task_perturbation": perturbation_targets,
 }
 
 

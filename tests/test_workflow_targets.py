@@ -24,7 +24,7 @@ from conftest import ROOT
 
 SAMPLES = ["human_s1", "human_s2", "human_s3", "mouse_s1", "mouse_s2"]
 NAMED_RULES = ["stage_qc", "stage_tokens", "stage_knowledge", "stage_pretrain", "stage_embeddings",
-               "task_came", "task_annotation", "task_grn"]
+               "task_came", "task_annotation", "task_grn", "task_perturbation"]
 
 # Rule groups of the demo DAG.
 REFERENCES = {"simulate_world", "gene_table", "orthologs"}
@@ -229,7 +229,8 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
     assert "Forced execution" in forced[0].reason
     assert rules(jobs) == {"gene2vec_embedding", "knowledge", "pretrain", "untrained_model", "embed_sample",
                            "cell_embeddings", "gene_embeddings", "embedding_analysis", "came", "annotate",
-                           "grn_infer", "grn_prior_sweep", "grn_summary", "grn_ugrn", "grn_deletion", "all"}
+                           "grn_infer", "grn_prior_sweep", "grn_summary", "grn_ugrn", "grn_deletion",
+                           "perturbation_predict", "perturbation_evaluate", "all"}
     assert not rules(jobs) & UPSTREAM_OF_KNOWLEDGE
     assert "grn_dataset" not in rules(jobs)
     # downstream, only the methods that read a model or its embeddings
@@ -239,6 +240,8 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
     assert methods == {f"{kind}_{variant}" for kind in ("cosine", "deepsem_prior")
                        for variant in ("genecompass", "no_knowledge", "untrained")}
     assert values(jobs, "pretrain", "variant") == ["genecompass", "no_knowledge"]
+    assert set(values(jobs, "perturbation_predict", "method")) == {
+        "genecompass_gears", *[f"{kind}_genecompass" for kind in ("random_forest", "elastic_net", "knn")]}
 
 
 def test_forcerun_up_to_the_knowledge_assembly(complete):

@@ -1,4 +1,4 @@
-"""The demo DAG's downstream tasks: cross-species annotation with CAME and GeneCompass+CAME."""
+"""The demo DAG's downstream tasks: annotation (CAME, fine-tuning), GRN inference and perturbation prediction."""
 
 from __future__ import annotations
 
@@ -95,3 +95,22 @@ def test_in_silico_deletion_precision_against_random(demo_run):
         assert table["precision"].between(0, 1).all() and (table["k_used"] <= table["k"]).all()
         # random picks: their mean matches the exact expectation targets / candidates
         assert table["random_precision"].mean() == pytest.approx(table["expected_random"].mean(), rel=0.15)
+
+
+def test_perturbation_methods_side_by_side(demo_run):
+    out = demo_run / "results/tasks/perturbation/demo_perturbseq"
+    summary = pd.read_csv(out / "metrics.tsv", sep="\t")
+    methods = {"train_mean", "gears", "genecompass_gears", "random_forest_go", "elastic_net_go", "knn_go",
+               "random_forest_genecompass", "elastic_net_genecompass", "knn_genecompass"}
+    assert set(summary["method"]) == methods
+    assert {"all", "unseen_single", "combo_seen1", "combo_seen2"} <= set(summary["subgroup"])
+    overall = summary[summary["subgroup"] == "all"].set_index("method")
+    # GEARS on correct inputs beats the mean training profile on the held-out conditions
+    assert overall.loc["gears", "pearson_delta"] > overall.loc["train_mean", "pearson_delta"] + 0.02
+    per_condition = pd.read_csv(out / "per_condition.tsv", sep="\t")
+    assert per_condition.groupby("method").size().nunique() == 1  # every method on the same conditions
+    comparison = pd.read_csv(out / "genecompass_vs_gears.tsv", sep="\t").set_index("subgroup")
+    assert 0 <= comparison.loc["all", "share"] <= 1
+    variance = pd.read_csv(out / "variance.tsv", sep="\t").set_index("scope")
+    assert variance.loc["all_conditions", "median_pairwise_delta_pearson"] < 0.2
+    assert (out / "pearson_delta.png").stat().st_size > 0

@@ -1,0 +1,109 @@
+# Perturbation prediction (issue: GEARS with GeneCompass gene embeddings against honest
+# baselines): prepare each Perturb-seq dataset once, run every method on the same split,
+# evaluate them side by side.
+
+
+rule simulate_perturbseq:
+    output:
+        h5ad=f"{SIMULATE_DIR}/perturb/perturb_processed.h5ad",
+        design=f"{SIMULATE_DIR}/perturb/design.tsv",
+        interactions=f"{SIMULATE_DIR}/perturb/interactions_truth.tsv",
+        go=f"{SIMULATE_DIR}/perturb/go_bp.gmt",
+    params:
+        outdir=lambda wildcards, output: Path(output.h5ad).parent,
+        seed=config["seed"],
+        world=config["simulate"].get("params", {}),
+        perturbseq=config["simulate"].get("perturbseq", {}),
+    log:
+        "results/logs/simulate_perturbseq.log",
+    benchmark:
+        "results/benchmarks/simulate_perturbseq.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/simulate_perturbseq.py"
+
+
+rule perturbation_prepare:
+    input:
+        data=lambda wildcards: reference_file(perturbation_dataset(wildcards.dataset)["data"]),
+        go=lambda wildcards: reference_file(perturbation_dataset(wildcards.dataset)["go_gene_sets"]),
+    output:
+        cells="results/tasks/perturbation/{dataset}/prepared/cells.h5ad",
+        split="results/tasks/perturbation/{dataset}/prepared/split.json",
+        de_genes="results/tasks/perturbation/{dataset}/prepared/de_genes.json",
+        report="results/tasks/perturbation/{dataset}/prepared/report.json",
+    params:
+        outdir=lambda wildcards, output: Path(output.cells).parent,
+        task=config["tasks"].get("perturbation", {}),
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/perturbation/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/tasks/perturbation/{dataset}/prepare.tsv"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/perturbation_prepare.py"
+
+
+rule perturbation_predict:
+    input:
+        unpack(perturbation_method_inputs),
+    output:
+        predictions="results/tasks/perturbation/{dataset}/{method}/predictions.tsv.gz",
+        info="results/tasks/perturbation/{dataset}/{method}/run.json",
+    wildcard_constraints:
+        method="|".join(PERTURBATION_METHODS),
+    params:
+        task=config["tasks"].get("perturbation", {}),
+        species=lambda wildcards: perturbation_dataset(wildcards.dataset).get("species", "human"),
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/perturbation/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/perturbation/{dataset}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("gears") else 0,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/perturbation_predict.py"
+
+
+rule perturbation_evaluate:
+    input:
+        prepared="results/tasks/perturbation/{dataset}/prepared/cells.h5ad",
+        predictions=lambda wildcards: [f"results/tasks/perturbation/{wildcards.dataset}/{method}/predictions.tsv.gz"
+                                       for method in PERTURBATION_METHODS],
+    output:
+        metrics="results/tasks/perturbation/{dataset}/metrics.tsv",
+        per_condition="results/tasks/perturbation/{dataset}/per_condition.tsv",
+        comparison="results/tasks/perturbation/{dataset}/genecompass_vs_gears.tsv",
+        variance="results/tasks/perturbation/{dataset}/variance.tsv",
+        figure="results/tasks/perturbation/{dataset}/pearson_delta.png",
+    params:
+        methods=PERTURBATION_METHODS,
+    log:
+        "results/logs/tasks/perturbation/{dataset}/evaluate.log",
+    benchmark:
+        "results/benchmarks/tasks/perturbation/{dataset}/evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/perturbation_evaluate.py"
