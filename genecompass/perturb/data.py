@@ -229,13 +229,18 @@ def go_graph(genes: list[str], gene_terms: dict[str, set[str]], k: int = 20,
     sizes = np.asarray(member.sum(axis=1)).ravel()
     union = sizes[:, None] + sizes[None, :] - shared
     jaccard = np.where(union > 0, shared / np.where(union > 0, union, 1), 0.0)
+    return _top_k_edges(jaccard, k, threshold)
+
+
+def _top_k_edges(similarity: np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """GEARS's graph rule: each target keeps its k + 1 most similar sources above ``threshold``."""
     sources, targets, weights = [], [], []
-    for target in range(len(genes)):
-        candidates = np.flatnonzero(jaccard[:, target] > threshold)
-        best = candidates[np.argsort(-jaccard[candidates, target], kind="stable")[: k + 1]]
+    for target in range(similarity.shape[0]):
+        candidates = np.flatnonzero(similarity[:, target] > threshold)
+        best = candidates[np.argsort(-similarity[candidates, target], kind="stable")[: k + 1]]
         sources += best.tolist()
         targets += [target] * len(best)
-        weights += jaccard[best, target].tolist()
+        weights += similarity[best, target].tolist()
     return np.array([sources, targets], dtype=np.int64).reshape(2, -1), np.array(weights, np.float32)
 
 
@@ -247,14 +252,7 @@ def coexpression_graph(X: np.ndarray, k: int = 20, threshold: float = 0.4) -> tu
     centred = (X - X.mean(axis=0)) / np.where(std > 0, std, 1)
     corr = np.abs(centred.T @ centred / len(X))
     np.fill_diagonal(corr, 1.0)
-    sources, targets, weights = [], [], []
-    for target in range(corr.shape[0]):
-        candidates = np.flatnonzero(corr[:, target] > threshold)
-        best = candidates[np.argsort(-corr[candidates, target], kind="stable")[: k + 1]]
-        sources += best.tolist()
-        targets += [target] * len(best)
-        weights += corr[best, target].tolist()
-    return np.array([sources, targets], dtype=np.int64).reshape(2, -1), np.array(weights, np.float32)
+    return _top_k_edges(corr, k, threshold)
 
 
 def go_membership_features(genes: list[str], gene_terms: dict[str, set[str]], n_components: int = 256,
