@@ -8,6 +8,7 @@ from pathlib import Path
 
 from genecompass.grn.task import BASE_METHODS, method_variant
 from genecompass.perturb.task import METHODS as PERTURBATION_METHOD_NAMES
+from genecompass.perturb.task import method_uses_genecompass
 from genecompass.references import download_target
 
 SIMULATE_DIR = config["simulate"]["outdir"]
@@ -140,7 +141,7 @@ def perturbation_method_inputs(wildcards):
     entry = perturbation_dataset(wildcards.dataset)
     inputs = {"prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
               "go": reference_file(entry["go_gene_sets"])}
-    if wildcards.method.endswith("genecompass") or wildcards.method == "genecompass_gears":
+    if method_uses_genecompass(wildcards.method):
         variant = config["tasks"]["perturbation"].get("embedding_variant") or main_variant()
         inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
         inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"

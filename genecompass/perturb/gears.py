@@ -42,6 +42,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import SGConv
 
+from genecompass.perturb.data import condition_genes
+
 logger = logging.getLogger(__name__)
 
 
@@ -231,8 +233,6 @@ class Gears:
         self.model = GearsModel(len(genes), len(pert_genes), coexpress, go, settings, gene_vectors).to(self.device)
 
     def perts_of(self, condition: str) -> list[int]:
-        from genecompass.perturb.data import condition_genes
-
         return [self.pert_index[g] for g in condition_genes(condition)]
 
     def _batches(self, rows: np.ndarray):

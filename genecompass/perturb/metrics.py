@@ -16,7 +16,6 @@ from genecompass.perturb.data import condition_genes
 
 METRICS = ("mse_top20_de", "deviation_top20_de", "spearman_delta", "wrong_direction_top20_de",
            "pearson", "pearson_delta", "pearson_delta_top20_de", "pearson_delta_top20_de_no_target")
-LOWER_IS_BETTER = {"mse_top20_de", "deviation_top20_de", "wrong_direction_top20_de"}
 
 
 def _corr(fn, a, b) -> float:

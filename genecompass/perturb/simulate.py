@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from genecompass.perturb.data import condition_genes
 from genecompass.simulate import World, _rng, _softmax_rows, build_world, draw_counts
 
 # Counted from ../shared/data/perturb/norman2019 (tests/test_perturb_simulate.py re-counts them):
@@ -148,7 +149,6 @@ def design_experiment(world: World, p: PerturbSeqParams, seed: int) -> Design:
     others_pairs = [tuple(sorted(pair)) for pair in itertools.combinations(pool, 2) if tuple(sorted(pair)) not in planted]
     rng.shuffle(others_pairs)
     doubles = [*planted, *others_pairs[: max(0, n_doubles - len(planted))]]
-    # Every gene of the pool takes part in at least one double where possible.
     return Design(modes, rows, tf_index, sorted(doubles), planted)
 
 
@@ -170,11 +170,6 @@ def _plant(world: World, tf_a: int, tf_b: int, kind: str, p: PerturbSeqParams, r
     joint = weights[tf_a] + weights[tf_b]
     rows = np.flatnonzero(usable & (joint != 0))
     return kind, rows, joint[rows]
-
-
-def condition_genes(condition: str) -> list[str]:
-    """Perturbed genes of a GEARS-style condition ('A+ctrl', 'A+B', 'ctrl')."""
-    return [g for g in condition.split("+") if g != "ctrl"]
 
 
 def condition_log_rates(world: World, design: Design, p: PerturbSeqParams, condition: str,
