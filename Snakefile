@@ -44,6 +44,8 @@ include: "rules/model.smk"
 include: "rules/tasks.smk"
 include: "rules/grn.smk"
 include: "rules/perturbation.smk"
+include: "rules/cpa.smk"
+include: "rules/deepce.smk"
 include: "rules/targets.smk"
 
 

@@ -274,8 +274,24 @@ def symbol_vectors(contextual: pd.DataFrame, static: pd.DataFrame, species: str)
     return table
 
 
+def genecompass_vectors(genes: list[str], symbol_table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """GeneCompass vectors of ``genes`` (upper-case symbol lookup); zeros and a flag where missing."""
+    index = symbol_table.index
+    missing = ~pd.Index([g.upper() for g in genes]).isin(index)
+    vectors = np.zeros((len(genes), symbol_table.shape[1]), np.float32)
+    found = np.flatnonzero(~missing)
+    vectors[found] = symbol_table.loc[[genes[i].upper() for i in found]].to_numpy(np.float32)
+    return vectors, np.asarray(missing)
+
+
+def read_symbol_vectors(contextual_path, static_path, species: str) -> pd.DataFrame:
+    """:func:`symbol_vectors` of the gene-embedding tables on disk (embed_genes' outputs)."""
+    read = {"sep": "\t", "keep_default_na": False}
+    return symbol_vectors(pd.read_csv(contextual_path, **read), pd.read_csv(static_path, **read), species)
+
+
 __all__ = [
     "SampleEmbeddings", "attach_cell_embeddings", "contextual_gene_table", "embed_dataset", "load_encoder", "load_sample_embeddings",
     "mean_pairwise_cosine", "pool_by_species", "read_gene_table", "save_sample_embeddings", "select_gene_cells",
-    "static_gene_embeddings", "static_gene_table", "symbol_vectors",
+    "genecompass_vectors", "read_symbol_vectors", "static_gene_embeddings", "static_gene_table", "symbol_vectors",
 ]

@@ -80,3 +80,15 @@ def _json_default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def settings_from_config(cls, values: dict | None, section: str, **fixed):
+    """The dataclass ``cls`` from a config mapping: an unknown key is an error naming ``section``
+    and the known keys; ``fixed`` values (e.g. the seed) override the mapping."""
+    import dataclasses
+
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values or {}) - known)
+    if unknown:
+        raise ValueError(f"{section}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return cls(**{**(values or {}), **fixed})

@@ -6,6 +6,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from genecompass.drug.dose_response import METHODS as CPA_METHOD_NAMES
+from genecompass.drug.dose_response import method_uses_genecompass as cpa_uses_genecompass
+from genecompass.drug.profiling import METHODS as DEEPCE_METHOD_NAMES
+from genecompass.drug.profiling import method_uses_genecompass as deepce_uses_genecompass
 from genecompass.grn.task import BASE_METHODS, method_variant
 from genecompass.perturb.task import METHODS as PERTURBATION_METHOD_NAMES
 from genecompass.perturb.task import method_uses_genecompass
@@ -68,6 +72,8 @@ def all_targets():
         *annotation_targets(),
         *grn_targets(),
         *perturbation_targets(),
+        *cpa_targets(),
+        *deepce_targets(),
     ]
 
 
@@ -124,14 +130,11 @@ def came_targets():
 
 
 def perturbation_datasets():
-    return {entry["name"]: entry for entry in (config["tasks"].get("perturbation") or {}).get("datasets") or []}
+    return task_datasets("perturbation")
 
 
 def perturbation_dataset(name):
-    datasets = perturbation_datasets()
-    if name not in datasets:
-        raise ValueError(f"tasks.perturbation.datasets has no dataset '{name}' (it has {list(datasets)})")
-    return datasets[name]
+    return task_dataset("perturbation", name)
 
 
 PERTURBATION_METHODS = list(PERTURBATION_METHOD_NAMES)
@@ -142,14 +145,81 @@ def perturbation_method_inputs(wildcards):
     inputs = {"prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
               "go": reference_file(entry["go_gene_sets"])}
     if method_uses_genecompass(wildcards.method):
-        variant = config["tasks"]["perturbation"].get("embedding_variant") or main_variant()
-        inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
-        inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"
+        inputs.update(genecompass_embedding_inputs("perturbation"))
     return inputs
 
 
 def perturbation_targets():
     return [f"results/tasks/perturbation/{name}/metrics.tsv" for name in perturbation_datasets()]
+
+
+def task_datasets(task):
+    """config tasks.<task>.datasets by name."""
+    return {entry["name"]: entry for entry in (config["tasks"].get(task) or {}).get("datasets") or []}
+
+
+def task_dataset(task, name):
+    datasets = task_datasets(task)
+    if name not in datasets:
+        raise ValueError(f"tasks.{task}.datasets has no dataset '{name}' (it has {list(datasets)})")
+    return datasets[name]
+
+
+def genecompass_embedding_inputs(task):
+    variant = config["tasks"][task].get("embedding_variant") or main_variant()
+    return {"contextual": f"results/embeddings/{variant}/genes_contextual.tsv.gz",
+            "static": f"results/embeddings/{variant}/genes_static.tsv.gz"}
+
+
+CPA_METHODS = list(CPA_METHOD_NAMES)
+DEEPCE_METHODS = list(DEEPCE_METHOD_NAMES)
+
+
+def cpa_dataset(name):
+    return task_dataset("cpa", name)
+
+
+def cpa_method_inputs(wildcards):
+    entry = cpa_dataset(wildcards.dataset)
+    inputs = {"prepared": f"results/tasks/cpa/{wildcards.dataset}/prepared/samples.h5ad"}
+    if entry.get("smiles"):
+        inputs["smiles"] = reference_file(entry["smiles"])
+    if cpa_uses_genecompass(wildcards.method):
+        inputs.update(genecompass_embedding_inputs("cpa"))
+    return inputs
+
+
+def cpa_evaluate_inputs(wildcards):
+    entry = cpa_dataset(wildcards.dataset)
+    base = f"results/tasks/cpa/{wildcards.dataset}"
+    inputs = {"prepared": f"{base}/prepared/samples.h5ad",
+              "predictions": [f"{base}/{method}/predictions.h5ad" for method in CPA_METHODS],
+              "curves": [f"{base}/{method}/dose_response.tsv" for method in CPA_METHODS]}
+    if entry.get("truth"):
+        inputs["truth"] = reference_file(entry["truth"])
+    return inputs
+
+
+def cpa_targets():
+    return [f"results/tasks/cpa/{name}/metrics.tsv" for name in task_datasets("cpa")]
+
+
+def deepce_dataset(name):
+    return task_dataset("deepce", name)
+
+
+def deepce_method_inputs(wildcards):
+    entry = deepce_dataset(wildcards.dataset)
+    inputs = {"prepared": f"results/tasks/deepce/{wildcards.dataset}/prepared/signatures.h5ad"}
+    if deepce_uses_genecompass(wildcards.method):
+        inputs.update(genecompass_embedding_inputs("deepce"))
+    elif wildcards.method == "deepce":
+        inputs["gene_vectors"] = reference_file(entry["gene_vectors"])
+    return inputs
+
+
+def deepce_targets():
+    return [f"results/tasks/deepce/{name}/metrics.tsv" for name in task_datasets("deepce")]
 
 
 # ---- model ----
@@ -263,9 +333,10 @@ def iter_reference_entries(node=...):
 def downloads():
     """File name in the cache -> the entry to download it from."""
     result = {}
-    perturbation_files = [dataset[key] for dataset in perturbation_datasets().values()
-                          for key in ("data", "go_gene_sets") if isinstance(dataset.get(key), dict)]
-    for entry in [*iter_reference_entries(), *perturbation_files]:
+    task_files = [dataset[key] for task in ("perturbation", "cpa", "deepce") for dataset in task_datasets(task).values()
+                  for key in ("data", "go_gene_sets", "smiles", "gene_vectors", "truth")
+                  if isinstance(dataset.get(key), dict)]
+    for entry in [*iter_reference_entries(), *task_files]:
         target = reference_file(entry)
         if "url" in entry and Path(target).parent == Path(REFERENCE_CACHE):
             result[Path(target).name] = locator(entry)

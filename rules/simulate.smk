@@ -35,3 +35,30 @@ rule simulate_world:
         "../envs/core.yaml"
     script:
         "../scripts/simulate_world.py"
+
+
+rule simulate_drug_screen:
+    output:
+        h5ad=f"{SIMULATE_DIR}/drug/sciplex_demo.h5ad",
+        truth=f"{SIMULATE_DIR}/drug/dose_response_truth.tsv.gz",
+        plate=f"{SIMULATE_DIR}/drug/l1000_demo.gct",
+        smiles=f"{SIMULATE_DIR}/drug/drugs_smiles.csv",
+        gene_vectors=f"{SIMULATE_DIR}/drug/gene_vectors.csv",
+        mechanism=f"{SIMULATE_DIR}/drug/mechanism.tsv",
+    params:
+        outdir=lambda wildcards, output: Path(output.h5ad).parent,
+        seed=config["seed"],
+        world=config["simulate"].get("params", {}),
+        drug_screen=config["simulate"].get("drug_screen", {}),
+    log:
+        "results/logs/simulate_drug_screen.log",
+    benchmark:
+        "results/benchmarks/simulate_drug_screen.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/simulate_drug_screen.py"

@@ -24,6 +24,8 @@ TARGET_RULES = {
     "task_annotation": annotation_targets,
     "task_grn": grn_targets,
     "task_perturbation": perturbation_targets,
+    "task_cpa": cpa_targets,
+    "task_deepce": deepce_targets,
 }
 
 

@@ -1,9 +1,8 @@
 """Rule grn_infer: one method's ranked TF->gene edges on one GRN dataset, scored against every network."""
 
-import pandas as pd
 import torch
 
-from genecompass.embed import symbol_vectors
+from genecompass.embed import read_symbol_vectors
 from genecompass.grn.beeline import read_ranked_edges, write_ranked_edges
 from genecompass.grn.task import (
     evaluate_networks,
@@ -19,9 +18,7 @@ with logged_to(snakemake.log[0]):
     expression, tfs, networks = read_grn_dataset(snakemake.input.dataset)
     vectors = None
     if method_variant(method):
-        read = {"sep": "\t", "keep_default_na": False}
-        vectors = symbol_vectors(pd.read_csv(snakemake.input.contextual, **read),
-                                 pd.read_csv(snakemake.input.static, **read), snakemake.params.species)
+        vectors = read_symbol_vectors(snakemake.input.contextual, snakemake.input.static, snakemake.params.species)
         print(f"{method_variant(method)} embeddings cover {expression.index.isin(vectors.index).mean():.1%} "
               "of the dataset's genes")
     deepsem = read_ranked_edges(snakemake.input.deepsem) if method.startswith("deepsem_prior_") else None

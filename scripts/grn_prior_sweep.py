@@ -1,9 +1,8 @@
 """Rule grn_prior_sweep: DeepSEM + binarised embedding-cosine prior at every threshold of a grid."""
 
 import numpy as np
-import pandas as pd
 
-from genecompass.embed import symbol_vectors
+from genecompass.embed import read_symbol_vectors
 from genecompass.grn.beeline import read_ranked_edges
 from genecompass.grn.task import plot_prior_sweep, prior_sweep, read_grn_dataset
 from genecompass.utils import atomic_output, logged_to
@@ -12,10 +11,7 @@ with logged_to(snakemake.log[0]):
     task = snakemake.params.task
     dataset = snakemake.wildcards.dataset
     expression, tfs, networks = read_grn_dataset(snakemake.input.dataset)
-    read = {"sep": "\t", "keep_default_na": False}
-    vectors = symbol_vectors(pd.read_csv(snakemake.input.contextual, **read),
-                             pd.read_csv(snakemake.input.static, **read),
-                             snakemake.params.species)
+    vectors = read_symbol_vectors(snakemake.input.contextual, snakemake.input.static, snakemake.params.species)
     step = float(task.get("sweep_step", 0.05))
     thresholds = np.round(np.arange(0.0, 1.0 + step / 2, step), 6)
     sweep = prior_sweep(read_ranked_edges(snakemake.input.deepsem), vectors, networks, expression.index, tfs,

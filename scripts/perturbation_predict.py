@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from genecompass.devices import resolve_device
-from genecompass.embed import symbol_vectors
+from genecompass.embed import read_symbol_vectors
 from genecompass.perturb.data import read_gmt
 from genecompass.perturb.task import read_prepared, run_method
 from genecompass.utils import atomic_output, logged_to, write_json
@@ -18,9 +17,7 @@ with logged_to(snakemake.log[0]):
     prepared = read_prepared(Path(snakemake.input.prepared).parent)
     symbols = None
     if "contextual" in snakemake.input.keys():
-        read = {"sep": "\t", "keep_default_na": False}
-        symbols = symbol_vectors(pd.read_csv(snakemake.input.contextual, **read),
-                                 pd.read_csv(snakemake.input.static, **read), snakemake.params.species)
+        symbols = read_symbol_vectors(snakemake.input.contextual, snakemake.input.static, snakemake.params.species)
     gears = dict(task.get("gears", {}))
     gears["device"] = str(resolve_device(gears.get("device", "auto")))
     predictions, info = run_method(method, prepared, read_gmt(snakemake.input.go), snakemake.params.seed,

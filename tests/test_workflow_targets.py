@@ -24,7 +24,7 @@ from conftest import ROOT
 
 SAMPLES = ["human_s1", "human_s2", "human_s3", "mouse_s1", "mouse_s2"]
 NAMED_RULES = ["stage_qc", "stage_tokens", "stage_knowledge", "stage_pretrain", "stage_embeddings",
-               "task_came", "task_annotation", "task_grn", "task_perturbation"]
+               "task_came", "task_annotation", "task_grn", "task_perturbation", "task_cpa", "task_deepce"]
 
 # Rule groups of the demo DAG.
 REFERENCES = {"simulate_world", "gene_table", "orthologs"}
@@ -196,6 +196,10 @@ def test_one_task_on_one_dataset_plans_only_what_it_needs(tmp_path, target, expe
     ("task_came", PRETRAINED | GENE_EMBEDDINGS | {"came"}, {"came": 2, "pretrain": 1}),
     ("task_annotation", PRETRAINED | {"annotate"}, {"annotate": 3, "pretrain": 1}),
     ("task_grn", PRETRAINED | GENE_EMBEDDINGS | {"untrained_model"} | GRN, {"grn_infer": 22, "pretrain": 2}),
+    ("task_cpa", PRETRAINED | GENE_EMBEDDINGS | {"simulate_drug_screen", "cpa_prepare", "cpa_predict", "cpa_evaluate"},
+     {"cpa_predict": 4, "pretrain": 1}),
+    ("task_deepce", PRETRAINED | GENE_EMBEDDINGS | {"simulate_drug_screen", "deepce_prepare", "deepce_predict",
+                                                    "deepce_evaluate"}, {"deepce_predict": 4, "pretrain": 1}),
 ])
 def test_named_target_rule_plans_its_stage_and_nothing_downstream(tmp_path, name, expected, counts):
     jobs = plan(tmp_path, name)
@@ -230,7 +234,8 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
     assert rules(jobs) == {"gene2vec_embedding", "knowledge", "pretrain", "untrained_model", "embed_sample",
                            "cell_embeddings", "gene_embeddings", "embedding_analysis", "came", "annotate",
                            "grn_infer", "grn_prior_sweep", "grn_summary", "grn_ugrn", "grn_deletion",
-                           "perturbation_predict", "perturbation_evaluate", "all"}
+                           "perturbation_predict", "perturbation_evaluate", "cpa_predict", "cpa_evaluate",
+                           "deepce_predict", "deepce_evaluate", "all"}
     assert not rules(jobs) & UPSTREAM_OF_KNOWLEDGE
     assert "grn_dataset" not in rules(jobs)
     # downstream, only the methods that read a model or its embeddings
@@ -242,6 +247,8 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
     assert values(jobs, "pretrain", "variant") == ["genecompass", "no_knowledge"]
     assert set(values(jobs, "perturbation_predict", "method")) == {
         "genecompass_gears", *[f"{kind}_genecompass" for kind in ("random_forest", "elastic_net", "knn")]}
+    assert values(jobs, "cpa_predict", "method") == ["genecompass_cpa"]
+    assert values(jobs, "deepce_predict", "method") == ["genecompass_deepce"]
 
 
 def test_forcerun_up_to_the_knowledge_assembly(complete):

@@ -1,4 +1,5 @@
-"""The demo DAG's downstream tasks: annotation (CAME, fine-tuning), GRN inference and perturbation prediction."""
+"""The demo DAG's downstream tasks: annotation (CAME, fine-tuning), GRN inference, perturbation prediction,
+drug dose response (CPA) and expression profiling (DeepCE)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,45 @@ def test_perturbation_methods_side_by_side(demo_run):
     variance = pd.read_csv(out / "variance.tsv", sep="\t").set_index("scope")
     assert variance.loc["all_conditions", "median_pairwise_delta_pearson"] < 0.2
     assert (out / "pearson_delta.png").stat().st_size > 0
+
+
+def test_cpa_methods_side_by_side_and_the_planted_dose_response(demo_run):
+    out = demo_run / "results/tasks/cpa/demo_sciplex"
+    summary = pd.read_csv(out / "metrics.tsv", sep="\t")
+    methods = {"cpa", "genecompass_cpa", "train_mean", "ridge_fingerprint"}
+    assert set(summary["method"]) == methods
+    assert set(summary["split"]) == {"train", "test", "ood"}
+    table = summary.set_index(["method", "split"])
+    # 3 cell types x 4 drugs at the held-out dose 0.5
+    assert (table.xs("ood", level="split")["n_conditions"] == 12).all()
+    assert table["r2_mean"].between(-10, 1).all() and table["r2_mean"].notna().all()
+    shape = summary.groupby("method")["dose_response_shape_r2_mean"].first()
+    # CPA recovers the planted dose-response shape; Train Mean is flat by construction (score 0)
+    assert shape["train_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert shape["cpa"] > shape["train_mean"] + 0.15
+    per_condition = pd.read_csv(out / "per_condition.tsv", sep="\t")
+    assert per_condition.groupby("method").size().nunique() == 1   # every method on the same conditions
+    scores = pd.read_csv(out / "dose_response_scores.tsv", sep="\t")
+    assert (scores["truth_range"] >= 0.2).all() and scores.groupby("method").size().nunique() == 1
+    assert (out / "dose_response.png").stat().st_size > 0
+    run = json.loads((out / "genecompass_cpa/run.json").read_text())
+    assert run["settings"]["gene_decoder"] == "embedding" and run["genes_without_genecompass_vector"] < 1185
+
+
+def test_deepce_methods_side_by_side_on_held_out_drugs(demo_run):
+    out = demo_run / "results/tasks/deepce/demo_l1000"
+    metrics = pd.read_csv(out / "metrics.tsv", sep="\t").set_index("method")
+    assert set(metrics.index) == {"deepce", "genecompass_deepce", "train_mean", "ridge_fingerprint"}
+    # 48 drugs on the plate: 10 held out whole, 2 cell lines x 6 doses each
+    assert (metrics["n_test_drugs"] == 10).all() and (metrics["n_profiles"] == 120).all()
+    for column in ("pearson", "spearman", "precision10_up", "precision100_down"):
+        assert metrics[column].between(-1, 1).all()
+    # the demo's drug effects follow their structure: fingerprints carry signal beyond the dose mean
+    assert metrics.loc["ridge_fingerprint", "pearson"] > metrics.loc["train_mean", "pearson"]
+    per_profile = pd.read_csv(out / "per_profile.tsv", sep="\t")
+    assert per_profile.groupby("method")["drug"].apply(frozenset).nunique() == 1
+    report = json.loads((out / "prepared/report.json").read_text())
+    assert report["drugs_per_split"] == {"train": 33, "test": 10, "val": 5}
+    run = json.loads((out / "deepce/run.json").read_text())
+    assert run["settings"]["lr"] > 0 and len(run["history"]) == run["settings"]["epochs"]
+    assert (out / "metrics.png").stat().st_size > 0

@@ -113,18 +113,24 @@ def pseudobulk(adata: ad.AnnData) -> pd.DataFrame:
 
 def top_de_genes(adata: ad.AnnData, n: int = 20) -> dict[str, list[str]]:
     """The ``n`` genes of largest |Welch t| against control per condition (GEARS's DE ranking)."""
-    conditions = adata.obs["condition"].astype(str).to_numpy()
-    X = dense(adata.X)
-    ctrl = X[conditions == "ctrl"]
+    return rank_de_genes(dense(adata.X), adata.obs["condition"].astype(str).to_numpy(), "ctrl",
+                         adata.var_names, n)
+
+
+def rank_de_genes(X: np.ndarray, labels: np.ndarray, control: str, genes, n: int) -> dict[str, list[str]]:
+    """Per label, the ``n`` genes of largest |Welch t| against the ``control`` samples."""
+    ctrl = X[labels == control]
     c_mean, c_var, c_n = ctrl.mean(0), ctrl.var(0, ddof=1), len(ctrl)
+    genes = np.asarray(genes)
     result = {}
-    for condition in pd.unique(conditions):
-        if condition == "ctrl":
+    for label in pd.unique(labels):
+        if label == control:
             continue
-        cells = X[conditions == condition]
-        se = np.sqrt(cells.var(0, ddof=1) / len(cells) + c_var / c_n)
+        cells = X[labels == label]
+        cell_var = cells.var(0, ddof=1) if len(cells) > 1 else np.zeros(X.shape[1])
+        se = np.sqrt(cell_var / len(cells) + c_var / c_n)
         t = np.where(se > 0, (cells.mean(0) - c_mean) / np.where(se > 0, se, 1), 0.0)
-        result[condition] = list(adata.var_names[np.argsort(-np.abs(t), kind="stable")[:n]])
+        result[label] = list(genes[np.argsort(-np.abs(t), kind="stable")[:n]])
     return result
 
 

@@ -43,6 +43,7 @@ from torch import nn
 from torch_geometric.nn import SGConv
 
 from genecompass.perturb.data import condition_genes
+from genecompass.utils import settings_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,7 @@ class GearsSettings:
 
     @classmethod
     def from_config(cls, config: dict | None, seed: int) -> "GearsSettings":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(config or {}) - known)
-        if unknown:
-            raise ValueError(f"tasks.perturbation.gears: unknown setting(s) {unknown}; known: {sorted(known)}")
-        settings = cls(**{**(config or {}), "seed": seed})
+        settings = settings_from_config(cls, config, "tasks.perturbation.gears", seed=seed)
         if settings.loss not in ("gears", "top_de_mse"):
             raise ValueError("tasks.perturbation.gears.loss: use 'gears' or 'top_de_mse'")
         return settings

@@ -24,7 +24,6 @@ Norman file (``perturb_processed.h5ad``), so the same loader reads both.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import scipy.sparse as sp
 
 from genecompass.perturb.data import condition_genes
 from genecompass.simulate import World, _rng, _softmax_rows, build_world, draw_counts
+from genecompass.utils import settings_from_config
 
 # Counted from ../shared/data/perturb/norman2019 (tests/test_perturb_simulate.py re-counts them):
 # 106 single genes, 131 doubles, 73 genes in doubles; GI classes of the 125 fitted doubles with
@@ -81,11 +81,7 @@ class PerturbSeqParams:
 
     @classmethod
     def from_overrides(cls, params: dict | None) -> "PerturbSeqParams":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params or {}) - known)
-        if unknown:
-            raise ValueError(f"unknown Perturb-seq parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**(params or {}))
+        return settings_from_config(cls, params, "simulate.perturbseq")
 
 
 @dataclass

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
+from genecompass.embed import genecompass_vectors
 from genecompass.perturb import baselines, data, metrics
 from genecompass.perturb.gears import Gears, GearsSettings
 
@@ -72,16 +72,6 @@ def read_prepared(outdir) -> Prepared:
     split = data.Split(**json.loads((out / "split.json").read_text()))
     de_genes = json.loads((out / "de_genes.json").read_text())
     return Prepared(adata, split, de_genes, data.pseudobulk(adata))
-
-
-def genecompass_vectors(genes: list[str], symbol_table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """GeneCompass vectors of ``genes`` (upper-case symbol lookup); zeros and a flag where missing."""
-    index = symbol_table.index
-    missing = ~pd.Index([g.upper() for g in genes]).isin(index)
-    vectors = np.zeros((len(genes), symbol_table.shape[1]), np.float32)
-    found = np.flatnonzero(~missing)
-    vectors[found] = symbol_table.loc[[genes[i].upper() for i in found]].to_numpy(np.float32)
-    return vectors, np.asarray(missing)
 
 
 def run_method(method: str, prepared: Prepared, gene_terms: dict[str, set[str]], seed: int,

@@ -1,0 +1,82 @@
+# Drug dose response (issue: CPA with GeneCompass gene embeddings): prepare each dataset once
+# (split with held-out doses, DE genes), run every method on it, score them side by side.
+
+
+rule cpa_prepare:
+    input:
+        data=lambda wildcards: reference_file(cpa_dataset(wildcards.dataset)["data"]),
+    output:
+        samples="results/tasks/cpa/{dataset}/prepared/samples.h5ad",
+        genes="results/tasks/cpa/{dataset}/prepared/genes.json",
+        report="results/tasks/cpa/{dataset}/prepared/report.json",
+    params:
+        outdir=lambda wildcards, output: Path(output.samples).parent,
+        entry=lambda wildcards: cpa_dataset(wildcards.dataset),
+        task=config["tasks"].get("cpa", {}),
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/cpa/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/tasks/cpa/{dataset}/prepare.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/cpa_prepare.py"
+
+
+rule cpa_predict:
+    input:
+        unpack(cpa_method_inputs),
+    output:
+        predictions="results/tasks/cpa/{dataset}/{method}/predictions.h5ad",
+        curves="results/tasks/cpa/{dataset}/{method}/dose_response.tsv",
+        info="results/tasks/cpa/{dataset}/{method}/run.json",
+    wildcard_constraints:
+        method="|".join(CPA_METHODS),
+    params:
+        task=config["tasks"].get("cpa", {}),
+        species=lambda wildcards: cpa_dataset(wildcards.dataset).get("species", "human"),
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/cpa/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/cpa/{dataset}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("cpa") else 0,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/cpa_predict.py"
+
+
+rule cpa_evaluate:
+    input:
+        unpack(cpa_evaluate_inputs),
+    output:
+        metrics="results/tasks/cpa/{dataset}/metrics.tsv",
+        per_condition="results/tasks/cpa/{dataset}/per_condition.tsv",
+        curve_scores="results/tasks/cpa/{dataset}/dose_response_scores.tsv",
+        figure="results/tasks/cpa/{dataset}/dose_response.png",
+    params:
+        methods=CPA_METHODS,
+        covariates=lambda wildcards: cpa_dataset(wildcards.dataset).get("covariate_keys") or ["cell_id"],
+        min_truth_range=config["tasks"].get("cpa", {}).get("min_truth_range", 0.2),
+    log:
+        "results/logs/tasks/cpa/{dataset}/evaluate.log",
+    benchmark:
+        "results/benchmarks/tasks/cpa/{dataset}/evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/cpa_evaluate.py"

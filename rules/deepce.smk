@@ -1,0 +1,82 @@
+# Gene expression profiling (issue: DeepCE with GeneCompass gene embeddings): signatures of an
+# L1000 plate with whole drugs held out, every method on the same split, DeepCE's metrics.
+
+
+rule deepce_prepare:
+    input:
+        data=lambda wildcards: reference_file(deepce_dataset(wildcards.dataset)["data"]),
+        smiles=lambda wildcards: reference_file(deepce_dataset(wildcards.dataset)["smiles"]),
+    output:
+        signatures="results/tasks/deepce/{dataset}/prepared/signatures.h5ad",
+        smiles="results/tasks/deepce/{dataset}/prepared/smiles.json",
+        report="results/tasks/deepce/{dataset}/prepared/report.json",
+    params:
+        outdir=lambda wildcards, output: Path(output.signatures).parent,
+        entry=lambda wildcards: deepce_dataset(wildcards.dataset),
+        task=config["tasks"].get("deepce", {}),
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/deepce/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/tasks/deepce/{dataset}/prepare.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/deepce_prepare.py"
+
+
+rule deepce_predict:
+    input:
+        unpack(deepce_method_inputs),
+    output:
+        predictions="results/tasks/deepce/{dataset}/{method}/predictions.tsv.gz",
+        info="results/tasks/deepce/{dataset}/{method}/run.json",
+    wildcard_constraints:
+        method="|".join(DEEPCE_METHODS),
+    params:
+        task=config["tasks"].get("deepce", {}),
+        species=lambda wildcards: deepce_dataset(wildcards.dataset).get("species", "human"),
+        seed=config["seed"],
+    log:
+        "results/logs/tasks/deepce/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/deepce/{dataset}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("deepce") else 0,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/deepce_predict.py"
+
+
+rule deepce_evaluate:
+    input:
+        signatures="results/tasks/deepce/{dataset}/prepared/signatures.h5ad",
+        predictions=lambda wildcards: [f"results/tasks/deepce/{wildcards.dataset}/{method}/predictions.tsv.gz"
+                                       for method in DEEPCE_METHODS],
+    output:
+        metrics="results/tasks/deepce/{dataset}/metrics.tsv",
+        per_profile="results/tasks/deepce/{dataset}/per_profile.tsv",
+        figure="results/tasks/deepce/{dataset}/metrics.png",
+    params:
+        methods=DEEPCE_METHODS,
+        precision_k=config["tasks"].get("deepce", {}).get("precision_k", [10, 50, 100]),
+    log:
+        "results/logs/tasks/deepce/{dataset}/evaluate.log",
+    benchmark:
+        "results/benchmarks/tasks/deepce/{dataset}/evaluate.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/deepce_evaluate.py"
