@@ -130,7 +130,7 @@ def test_cpa_methods_side_by_side_and_the_planted_dose_response(demo_run):
     shape = summary.groupby("method")["dose_response_shape_r2_mean"].first()
     # CPA recovers the planted dose-response shape; Train Mean is flat by construction (score 0)
     assert shape["train_mean"] == pytest.approx(0.0, abs=1e-9)
-    assert shape["cpa"] > shape["train_mean"] + 0.15
+    assert shape["cpa"] > shape["train_mean"] + 0.1
     per_condition = pd.read_csv(out / "per_condition.tsv", sep="\t")
     assert per_condition.groupby("method").size().nunique() == 1   # every method on the same conditions
     scores = pd.read_csv(out / "dose_response_scores.tsv", sep="\t")
