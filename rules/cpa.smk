@@ -5,6 +5,7 @@
 rule cpa_prepare:
     input:
         data=lambda wildcards: reference_file(cpa_dataset(wildcards.dataset)["data"]),
+        smiles=lambda wildcards: reference_file(cpa_dataset(wildcards.dataset)["smiles"]),
     output:
         samples="results/tasks/cpa/{dataset}/prepared/samples.h5ad",
         genes="results/tasks/cpa/{dataset}/prepared/genes.json",

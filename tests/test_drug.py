@@ -127,6 +127,10 @@ def test_cpa_split_holds_out_doses(prepared, screen):
     assert all(len(genes) == 20 for genes in prepared.de_genes.values())
     with pytest.raises(InputError, match="ood_doses"):
         dr.prepare({**H5AD_ENTRY, "ood_doses": [0.3]}, screen["h5ad"], {}, 0)
+    smiles = read_smiles_table(screen["smiles"])
+    fewer, report = dr.prepare(H5AD_ENTRY, screen["h5ad"], {}, 0, {k: v for k, v in smiles.items() if k != "Tofacitinib"})
+    assert report["drugs_without_smiles"] == ["Tofacitinib"] and "Tofacitinib" not in set(fewer.adata.obs["drug"])
+    assert fewer.adata.obs["control"].sum() == obs["control"].sum()
 
 
 def test_train_mean_and_ridge_baselines(prepared, screen):

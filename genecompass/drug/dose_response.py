@@ -65,8 +65,15 @@ def assign_split(obs: pd.DataFrame, ood_doses, test_fraction: float, val_fractio
     return split.astype(str)
 
 
-def prepare(entry: dict, path, task: dict, seed: int) -> tuple[Prepared, dict]:
+def prepare(entry: dict, path, task: dict, seed: int, smiles: dict[str, str] | None = None) -> tuple[Prepared, dict]:
+    """Load and split a dataset; with ``smiles``, drugs without one are dropped (the fingerprint
+    baseline needs them, and every method must see the same conditions)."""
     adata = load_dose_response(entry, path)
+    without = []
+    if smiles is not None:
+        treated = ~adata.obs["control"].to_numpy()
+        without = sorted(set(adata.obs.loc[treated, "drug"]) - set(smiles))
+        adata = adata[~(treated & adata.obs["drug"].isin(without).to_numpy())].copy()
     covariates = adata.uns["covariate_keys"]
     split = task.get("split") or {}
     ood_doses = entry.get("ood_doses") or []
@@ -95,7 +102,8 @@ def prepare(entry: dict, path, task: dict, seed: int) -> tuple[Prepared, dict]:
               "doses": [float(d) for d in measured], "ood_doses": ood_doses,
               "samples_per_split": adata.obs["split"].value_counts().to_dict(),
               "conditions_per_split": adata.obs[~adata.obs["control"]].groupby("split")["condition"].nunique().to_dict(),
-              "dropped_wells": (adata.uns.get("source") or {}).get("dropped_wells", 0)}
+              "dropped_wells": (adata.uns.get("source") or {}).get("dropped_wells", 0),
+              "drugs_without_smiles": without}
     return prepared, report
 
 
