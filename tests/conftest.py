@@ -91,7 +91,8 @@ def run_workflow(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
         # right after --cores, options after them.
         "--cores", "2", *targets, *extra, "--quiet", "rules",
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    # The whole demo DAG: about 25 minutes on two cores; the limit only guards against a hang.
+    return subprocess.run(command, capture_output=True, text=True, timeout=3000)
 
 
 @pytest.fixture(scope="session")
