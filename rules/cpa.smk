@@ -67,7 +67,6 @@ rule cpa_evaluate:
         figure="results/tasks/cpa/{dataset}/dose_response.png",
     params:
         methods=CPA_METHODS,
-        covariates=lambda wildcards: cpa_dataset(wildcards.dataset).get("covariate_keys") or ["cell_id"],
         min_truth_range=config["tasks"].get("cpa", {}).get("min_truth_range", 0.2),
     log:
         "results/logs/tasks/cpa/{dataset}/evaluate.log",
