@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import torch_threads
 
-from genecompass.drug.deepce import DeepCE, DeepceSettings, mean_profile_pearson
+from genecompass.drug.deepce import DeepCE, DeepceSettings
 from genecompass.drug.molecules import (
     ATOM_ELEMENTS,
     ATOM_FEATURES,
@@ -16,6 +16,7 @@ from genecompass.drug.molecules import (
     atom_graph,
     morgan_fingerprints,
 )
+from genecompass.drug.profiling import row_pearson
 
 DRUGS = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
@@ -120,11 +121,11 @@ def test_beats_mean_profile_baseline_on_held_out_drugs():
     truth = profiles[subset["test"]]
     doses = table["dose"].to_numpy()
     baseline = np.vstack([profiles[subset["train"] & (doses == dose)].mean(0) for dose in doses[subset["test"]]])
-    deepce, mean_profile = mean_profile_pearson(predicted, truth), mean_profile_pearson(baseline, truth)
+    deepce, mean_profile = row_pearson(predicted, truth).mean(), row_pearson(baseline, truth).mean()
     assert deepce > mean_profile + 0.15 and deepce > 0.25, (deepce, mean_profile)
     # The kept weights are those of the best validation epoch.
     best = max(h["val_pearson"] for h in history)
-    assert mean_profile_pearson(model.predict(table[subset["val"]]), profiles[subset["val"]]) == pytest.approx(best)
+    assert row_pearson(model.predict(table[subset["val"]]), profiles[subset["val"]]).mean() == pytest.approx(best)
 
 
 def test_invalid_smiles_and_unknown_labels_raise():

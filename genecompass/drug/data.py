@@ -234,12 +234,6 @@ def _load_h5ad(path, entry: dict, covariates: list[str]) -> ad.AnnData:
     return ad.AnnData(X.astype(np.float32), obs=obs, var=var)
 
 
-def condition_table(obs: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
-    """One row per (covariates..., drug, dose) with its sample count."""
-    keys = [*covariates, "drug", "dose"]
-    return obs.groupby(keys, observed=True).size().rename("n").reset_index()
-
-
 def condition_key(obs: pd.DataFrame, covariates: list[str]) -> pd.Series:
     """A readable key per sample: 'cov|drug|dose'."""
     parts = [obs[c].astype(str) for c in covariates] + [obs["drug"].astype(str), obs["dose"].map(lambda d: f"{d:g}")]

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genecompass.drug.molecules import ATOM_FEATURES, BOND_TYPES, MAX_DEGREE, atom_graph
+from genecompass.drug.profiling import row_pearson
 from genecompass.utils import settings_from_config
 
 logger = logging.getLogger(__name__)
@@ -195,14 +196,6 @@ class DeepceModel(nn.Module):
         return self.head(torch.cat([genes, context], 2)).squeeze(-1)
 
 
-def mean_profile_pearson(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over rows of the Pearson correlation across genes (0 for a constant row)."""
-    p = predicted - predicted.mean(1, keepdims=True)
-    t = truth - truth.mean(1, keepdims=True)
-    denominator = np.sqrt((p ** 2).sum(1) * (t ** 2).sum(1))
-    return float(np.mean(np.where(denominator > 0, (p * t).sum(1) / np.maximum(denominator, 1e-30), 0.0)))
-
-
 class DeepCE:
     """Training and prediction around :class:`DeepceModel`; rows are (drug, cell, dose) labels."""
 
@@ -276,7 +269,7 @@ class DeepCE:
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(rows)
-            val_pearson = mean_profile_pearson(self.predict(val), val_truth) if len(val) else float("nan")
+            val_pearson = float(row_pearson(self.predict(val), val_truth).mean()) if len(val) else float("nan")
             history.append({"epoch": epoch + 1, "train_loss": total / max(len(train), 1), "val_pearson": val_pearson})
             logger.info("epoch %d: train loss %.4f, validation Pearson %.4f", epoch + 1, history[-1]["train_loss"],
                         val_pearson)

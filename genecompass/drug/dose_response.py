@@ -173,16 +173,12 @@ def _curve_rows(prepared: Prepared, cov_values: dict, drug: str, grid, values: n
     return rows
 
 
-def _train_cells(prepared: Prepared) -> tuple[np.ndarray, pd.DataFrame]:
-    obs = prepared.adata.obs
-    train = (obs["split"] == "train").to_numpy() & ~obs["control"].to_numpy()
-    return np.asarray(prepared.adata.X)[train], obs[train]
-
-
 def _train_mean(prepared: Prepared, conditions: pd.DataFrame, grid):
     """Mean training profile of the drug (any dose) in the same covariates; of the dose when the drug
     is unseen; of all treated training samples of the covariates otherwise."""
-    X, obs = _train_cells(prepared)
+    obs = prepared.adata.obs
+    train = (obs["split"] == "train").to_numpy() & ~obs["control"].to_numpy()
+    X, obs = np.asarray(prepared.adata.X)[train], obs[train]
     means, variances = [], []
     for _, row in conditions.iterrows():
         same_cov = np.ones(len(obs), bool)

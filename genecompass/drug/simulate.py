@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from genecompass.drug.data import CONTROL
 from genecompass.drug.molecules import morgan_fingerprints
 from genecompass.simulate import World, _rng, _softmax_rows, build_world, draw_counts
 from genecompass.utils import settings_from_config
 
-CONTROL = "control"
 VEHICLE = "DMSO"
 
 
