@@ -46,6 +46,7 @@ include: "rules/grn.smk"
 include: "rules/perturbation.smk"
 include: "rules/cpa.smk"
 include: "rules/deepce.smk"
+include: "rules/insilico.smk"
 include: "rules/targets.smk"
 
 

@@ -293,14 +293,15 @@ class World:
         """Input (pre-propagation) TF activities of a cell type's programme."""
         return self.programs[self.cell_types.index(cell_type)].copy()
 
-    def tf_activity(self, inputs: np.ndarray, species: str, knockout=()) -> np.ndarray:
+    def tf_activity(self, inputs: np.ndarray, species: str, knockout=(), dosage=None) -> np.ndarray:
         """Effective TF activities after propagation down the TF hierarchy.
 
         ``inputs`` is (n_cells, n_tfs) or (n_tfs,). TF ``j`` receives
         ``inputs[j] + coupling * sum_i a_i W[i, TF_j]``; edges only run from a
         TF to TFs later in the hierarchy, so one pass in order is exact.
         ``knockout`` (TF indices) forces those activities to zero, and the
-        effect propagates to downstream TFs and all targets.
+        effect propagates to downstream TFs and all targets. ``dosage`` (TF
+        index -> factor) scales those activities instead (0.5: one copy lost).
         """
         model = self.species_model(species)
         inputs = np.asarray(inputs, dtype=float)
@@ -314,6 +315,8 @@ class World:
                 continue
             drive = inputs[:, j] + self.params.tf_coupling * (act[:, :j] @ tf_to_tf[:j, j])
             act[:, j] = np.clip(drive, 0.0, self.params.tf_max_activity)
+            if dosage and j in dosage:
+                act[:, j] *= float(dosage[j])
         return act[0] if single else act
 
     def log_rates(self, activity: np.ndarray, species: str, knockdown=(),

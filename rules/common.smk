@@ -74,6 +74,8 @@ def all_targets():
         *perturbation_targets(),
         *cpa_targets(),
         *deepce_targets(),
+        *dosage_targets(),
+        *insilico_targets(),
     ]
 
 
@@ -220,6 +222,62 @@ def deepce_method_inputs(wildcards):
 
 def deepce_targets():
     return [f"results/tasks/deepce/{name}/metrics.tsv" for name in task_datasets("deepce")]
+
+
+DOSAGE_FINETUNE_METHODS = ("genecompass", "genecompass_no_pretraining")
+DOSAGE_METHODS = (*DOSAGE_FINETUNE_METHODS, "knowledge_logistic")
+
+
+def dosage_task():
+    return config["tasks"].get("dosage") or {}
+
+
+def dosage_shards():
+    chosen = dosage_task().get("samples") or list(samples.index)
+    return [f"results/tokens/shards/{sample}.arrow" for sample in chosen]
+
+
+def dosage_targets():
+    return ["results/tasks/dosage/metrics.tsv"] if dosage_task().get("labels") else []
+
+
+def insilico_task():
+    return config["tasks"].get("insilico") or {}
+
+
+def insilico_dataset(name):
+    return task_dataset("insilico", name)
+
+
+def insilico_variant():
+    return insilico_task().get("variant") or main_variant()
+
+
+def insilico_inputs(wildcards):
+    entry = insilico_dataset(wildcards.dataset)
+    return {
+        "shards": [f"results/tokens/shards/{sample}.arrow" for sample in entry["samples"]],
+        "qc": [f"results/qc/{sample}.h5ad" for sample in entry["samples"]],
+        "model": f"results/model/{insilico_variant()}/model",
+        "dictionary": "results/tokens/dictionary.tsv",
+        "network": f"results/knowledge/inputs/grn_{entry['species']}.tsv",
+        "housekeeping": reference_file(entry["housekeeping"]),
+        # drivers: a state -> genes mapping in the config, or a file (a path or a download locator)
+        **({} if drivers_in_config(entry) else {"drivers": reference_file(entry["drivers"])}),
+    }
+
+
+def drivers_in_config(entry):
+    drivers = entry["drivers"]
+    return isinstance(drivers, dict) and not {"url", "path"} & set(drivers)
+
+
+INSILICO_OUTPUTS = ("deletion_tests.tsv", "state_shift.json", "candidates.tsv")
+
+
+def insilico_targets():
+    return [f"results/tasks/insilico/{name}/{output}" for name in task_datasets("insilico")
+            for output in INSILICO_OUTPUTS]
 
 
 # ---- model ----

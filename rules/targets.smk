@@ -26,6 +26,8 @@ TARGET_RULES = {
     "task_perturbation": perturbation_targets,
     "task_cpa": cpa_targets,
     "task_deepce": deepce_targets,
+    "task_dosage": dosage_targets,
+    "task_insilico": insilico_targets,
 }
 
 

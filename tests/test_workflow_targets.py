@@ -24,7 +24,8 @@ from conftest import ROOT
 
 SAMPLES = ["human_s1", "human_s2", "human_s3", "mouse_s1", "mouse_s2"]
 NAMED_RULES = ["stage_qc", "stage_tokens", "stage_knowledge", "stage_pretrain", "stage_embeddings",
-               "task_came", "task_annotation", "task_grn", "task_perturbation", "task_cpa", "task_deepce"]
+               "task_came", "task_annotation", "task_grn", "task_perturbation", "task_cpa", "task_deepce",
+               "task_dosage", "task_insilico"]
 
 # Rule groups of the demo DAG.
 REFERENCES = {"simulate_world", "gene_table", "orthologs"}
@@ -200,6 +201,10 @@ def test_one_task_on_one_dataset_plans_only_what_it_needs(tmp_path, target, expe
      {"cpa_predict": 4, "pretrain": 1}),
     ("task_deepce", PRETRAINED | GENE_EMBEDDINGS | {"simulate_drug_screen", "deepce_prepare", "deepce_predict",
                                                     "deepce_evaluate"}, {"deepce_predict": 4, "pretrain": 1}),
+    ("task_dosage", PRETRAINED | {"simulate_insilico_truth", "dosage_finetune", "dosage_logistic", "dosage_evaluate"},
+     {"dosage_finetune": 2, "pretrain": 1}),
+    ("task_insilico", PRETRAINED | {"simulate_insilico_truth", "insilico_deletion", "insilico_state_shift",
+                                    "insilico_candidates"}, {"insilico_candidates": 1, "pretrain": 1}),
 ])
 def test_named_target_rule_plans_its_stage_and_nothing_downstream(tmp_path, name, expected, counts):
     jobs = plan(tmp_path, name)
@@ -235,7 +240,9 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
                            "cell_embeddings", "gene_embeddings", "embedding_analysis", "came", "annotate",
                            "grn_infer", "grn_prior_sweep", "grn_summary", "grn_ugrn", "grn_deletion",
                            "perturbation_predict", "perturbation_evaluate", "cpa_predict", "cpa_evaluate",
-                           "deepce_predict", "deepce_evaluate", "all"}
+                           "deepce_predict", "deepce_evaluate", "dosage_finetune", "dosage_logistic",
+                           "dosage_evaluate", "insilico_deletion", "insilico_state_shift", "insilico_candidates",
+                           "all"}
     assert not rules(jobs) & UPSTREAM_OF_KNOWLEDGE
     assert "grn_dataset" not in rules(jobs)
     # downstream, only the methods that read a model or its embeddings
@@ -249,6 +256,9 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
         "genecompass_gears", *[f"{kind}_genecompass" for kind in ("random_forest", "elastic_net", "knn")]}
     assert values(jobs, "cpa_predict", "method") == ["genecompass_cpa"]
     assert values(jobs, "deepce_predict", "method") == ["genecompass_deepce"]
+    # both dosage fine-tunings read the model folder (the control takes its config and knowledge)
+    assert sorted(values(jobs, "dosage_finetune", "method")) == ["genecompass", "genecompass_no_pretraining"]
+    assert "simulate_insilico_truth" not in rules(jobs)
 
 
 def test_forcerun_up_to_the_knowledge_assembly(complete):

@@ -157,3 +157,49 @@ def test_deepce_methods_side_by_side_on_held_out_drugs(demo_run):
     run = json.loads((out / "deepce/run.json").read_text())
     assert run["settings"]["lr"] > 0 and len(run["history"]) == run["settings"]["epochs"]
     assert (out / "metrics.png").stat().st_size > 0
+
+
+def test_dosage_sensitivity_methods_side_by_side(demo_run):
+    out = demo_run / "results/tasks/dosage"
+    metrics = pd.read_csv(out / "metrics.tsv", sep="\t").set_index(["method", "metric"])
+    methods = ["genecompass", "genecompass_no_pretraining", "knowledge_logistic"]
+    assert sorted(metrics.index.get_level_values("method").unique()) == sorted(methods)
+    assert (metrics.xs("auc_gene", level="metric")["n_folds"] == 5).all()
+    # the planted labels follow the network, which the GRN knowledge carries: well above chance
+    assert metrics.loc[("knowledge_logistic", "auc_gene"), "mean"] > 0.65
+    for method in methods:
+        folds = pd.read_csv(out / method / "folds.tsv", sep="\t")
+        predictions = pd.read_csv(out / method / "predictions.tsv.gz", sep="\t")
+        genes = predictions[predictions["level"] == "gene"]
+        # every labelled gene is tested once, in one fold: 16 sensitive and 16 insensitive TFs
+        assert genes["token_id"].is_unique and genes["label"].value_counts().to_dict() == {0: 16, 1: 16}
+        assert folds["n_test_genes"].sum() == 32
+    assert (out / "roc.png").stat().st_size > 0
+
+
+def test_in_silico_perturbation_tables_and_figures(demo_run):
+    out = demo_run / "results/tasks/insilico/demo_human"
+    tests = pd.read_csv(out / "deletion_tests.tsv", sep="\t")
+    assert tests["tf"].nunique() == 10
+    assert set(zip(tests["set"], tests["versus"])) == {("targets", "other"), ("housekeeping", "other"),
+                                                       ("targets", "housekeeping")}
+    assert tests[["mannwhitney_p", "welch_p"]].apply(lambda p: p.between(0, 1)).all().all()
+    shifts = pd.read_csv(out / "deletion_shifts.tsv.gz", sep="\t")
+    assert set(shifts["set"]) == {"targets", "housekeeping", "other"} and (shifts["shift"] >= 0).all()
+
+    summary = json.loads((out / "state_shift.json").read_text())
+    assert summary["source"] == "stromal_like" and summary["target"] == "stem_like"
+    assert summary["drivers"] == ["XKN", "BHB12", "TUKK", "EKM29"] and summary["n_random"] == 20
+    per_cell = pd.read_csv(out / "state_shift.tsv.gz", sep="\t")
+    assert per_cell.groupby("set").size().eq(summary["n_source_cells"]).all() and per_cell["set"].nunique() == 21
+    knockdown = pd.read_csv(out / "knockout_dose.tsv", sep="\t")
+    assert knockdown["factor"].tolist() == [0.5, 0.25, 0.0]
+
+    ranking = pd.read_csv(out / "candidates.tsv", sep="\t")
+    assert len(ranking) == 40 and ranking["mean_rank"].is_monotonic_increasing  # every TF of the world
+    for target in ("stem_like", "neural_like"):
+        assert sorted(ranking[f"rank_{target}"]) == list(range(1, 41))
+    candidates = json.loads((out / "candidates.json").read_text())
+    assert set(candidates["top_in_every_target"]) <= set(candidates["top"]["stem_like"])
+    for figure in ("deletion.png", "state_shift.png", "candidates.png"):
+        assert (out / figure).stat().st_size > 0

@@ -70,6 +70,7 @@ from ..model import (
     IGNORE_INDEX,
     GeneCompassConfig,
     GeneCompassForSequenceClassification,
+    GeneCompassForTokenClassification,
 )
 from ..pretrain import (
     BatchReader,
@@ -531,15 +532,20 @@ def _copy_knowledge(source, target) -> None:
                 buffer.copy_(state[name])
 
 
-def build_classifier(model_dir, classes: Sequence[str], init: str = "pretrained",
-                     seed: int = 0) -> GeneCompassForSequenceClassification:
+def build_classifier(model_dir, classes: Sequence[str], init: str = "pretrained", seed: int = 0,
+                     model_class=GeneCompassForSequenceClassification):
     """A cell classifier over ``classes`` from a GeneCompass folder written by ``save_pretrained``.
 
     ``init="pretrained"``: encoder weights and knowledge buffers from the
     checkpoint, a new seeded classifier head. ``init="random"``: the same
     config and knowledge buffers, every weight seeded-random (the
     "without pre-training" control). The caller's torch RNG is left untouched.
+    ``model_class``: :class:`~genecompass.model.GeneCompassForSequenceClassification`
+    (cells) or :class:`~genecompass.model.GeneCompassForTokenClassification` (genes).
     """
+    if model_class not in (GeneCompassForSequenceClassification, GeneCompassForTokenClassification):
+        raise InputError(None, "model_class", f"{model_class!r}",
+                         "use GeneCompassForSequenceClassification or GeneCompassForTokenClassification")
     model_dir = Path(model_dir)
     if init not in INITS:
         raise InputError(None, "init", f"'{init}'", f"use one of {list(INITS)}")
@@ -551,11 +557,11 @@ def build_classifier(model_dir, classes: Sequence[str], init: str = "pretrained"
              "label2id": {c: i for i, c in enumerate(classes)}}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        pretrained = GeneCompassForSequenceClassification.from_pretrained(model_dir, **names)
+        pretrained = model_class.from_pretrained(model_dir, **names)
         if init == "pretrained":
             return pretrained
         config = GeneCompassConfig.from_pretrained(model_dir, **names)
-        model = GeneCompassForSequenceClassification(config)
+        model = model_class(config)
     _copy_knowledge(pretrained, model)
     return model
 

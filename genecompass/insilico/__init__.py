@@ -1,0 +1,1 @@
+"""In-silico experiments with a pretrained GeneCompass: dosage sensitivity and quantitative perturbation."""
