@@ -76,7 +76,7 @@ rule dosage_logistic:
         mem_mb=4000,
         runtime=20,
     conda:
-        "../envs/core.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/dosage_logistic.py"
 
@@ -92,12 +92,14 @@ rule dosage_evaluate:
         methods=DOSAGE_METHODS,
     log:
         "results/logs/tasks/dosage/evaluate.log",
+    benchmark:
+        "results/benchmarks/tasks/dosage/evaluate.tsv"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../envs/core.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/dosage_evaluate.py"
 
