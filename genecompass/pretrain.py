@@ -258,6 +258,39 @@ def cell_lengths(split, max_length: int) -> np.ndarray:
     return np.minimum(lengths, max_length)
 
 
+def cell_tokens(cells, rows: np.ndarray, max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(cell, token)``: the first ``max_length`` tokens (None: all stored) of each row, flattened; ``cell``
+    indexes ``rows``."""
+    import pyarrow.compute as pc
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    table = cells.select_columns(["input_ids", "length"]).with_format("arrow")[rows.tolist()]
+    ids = table.column("input_ids").combine_chunks()
+    sizes = pc.list_value_length(ids).to_numpy(zero_copy_only=False).astype(np.int64)
+    tokens = ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    cell = np.repeat(np.arange(len(rows)), sizes)
+    rank = np.arange(len(tokens)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    lengths = table.column("length").to_numpy().astype(np.int64)
+    if max_length is not None:
+        lengths = np.minimum(lengths, int(max_length))
+    keep = rank < lengths[cell]
+    return cell[keep], tokens[keep]
+
+
+def cells_with_tokens(cells, rows: np.ndarray, tokens: np.ndarray, max_length: int) -> np.ndarray:
+    """Per row of ``rows``: whether one of ``tokens`` is among its first ``max_length`` genes."""
+    cell, found = cell_tokens(cells, rows, max_length)
+    return np.bincount(cell[np.isin(found, tokens)], minlength=len(rows)) > 0
+
+
+def rows_holding(cells, tokens, max_length: int) -> dict[int, np.ndarray]:
+    """Token -> the (sorted) rows of ``cells`` whose first ``max_length`` genes hold it, for each of ``tokens``."""
+    cell, found = cell_tokens(cells, np.arange(len(cells)), max_length)
+    return {int(token): np.unique(cell[found == int(token)]) for token in tokens}
+
+
 def _step_generator(seed: int, step: int, rank: int = 0, world_size: int = 1) -> torch.Generator:
     """The masking generator of one step (a function of seed and step: resumable)."""
     value = (int(seed) * 1_000_003 + int(step) * max(1, world_size) + rank) % (2 ** 63 - 1)

@@ -11,6 +11,7 @@ from genecompass.drug.dose_response import method_uses_genecompass as cpa_uses_g
 from genecompass.drug.profiling import METHODS as DEEPCE_METHOD_NAMES
 from genecompass.drug.profiling import method_uses_genecompass as deepce_uses_genecompass
 from genecompass.grn.task import BASE_METHODS, method_variant
+from genecompass.insilico.gene_sets import drivers_in_config
 from genecompass.perturb.task import METHODS as PERTURBATION_METHOD_NAMES
 from genecompass.perturb.task import method_uses_genecompass
 from genecompass.references import download_target
@@ -265,11 +266,6 @@ def insilico_inputs(wildcards):
         # drivers: a state -> genes mapping in the config, or a file (a path or a download locator)
         **({} if drivers_in_config(entry) else {"drivers": reference_file(entry["drivers"])}),
     }
-
-
-def drivers_in_config(entry):
-    drivers = entry["drivers"]
-    return isinstance(drivers, dict) and not {"url", "path"} & set(drivers)
 
 
 INSILICO_OUTPUTS = ("deletion_tests.tsv", "state_shift.json", "candidates.tsv")

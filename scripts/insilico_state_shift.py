@@ -17,11 +17,9 @@ with logged_to(snakemake.log[0]):
         raise SystemExit(f"tasks.insilico.datasets[{entry['name']}].drivers: no driver genes with a token for the "
                          f"target state '{target}' (states with drivers: {sorted(data.drivers)})")
     drivers = data.drivers[target]
-    # Random sets come from the genes the source cells express, so they are as plausible as the drivers.
-    pool = sorted({int(t) for row in data.dataset.select(data.source)["input_ids"] for t in row} - set(drivers))
     encoder = load_encoder(snakemake.input.model, task.get("device", "cpu"))
     per_cell, summary, knockdown = state_shift_experiment(
-        encoder, data.dataset, data.source, data.targets[target], drivers, pool,
+        encoder, data.dataset, data.source, data.targets[target], drivers,
         source_drivers=data.drivers.get(entry["source"], []),
         knockout_factors=task.get("knockout_factors", (0.5, 0.25, 0.0)), level=task.get("level", "median"),
         n_random=task.get("random_sets", 20), seed=seed, batch_size=task.get("batch_size", 64),

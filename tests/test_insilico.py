@@ -20,7 +20,6 @@ from genecompass.insilico.analysis import (
     gene_set_shift_tests,
     plot_candidates,
     plot_deletion_shifts,
-    plot_gene_set_shifts,
     plot_state_shift,
     shift_summary,
     top_intersection,
@@ -418,9 +417,6 @@ def test_gene_set_shift_tests_find_the_shifted_set(tmp_path):
     assert rows.loc[("housekeeping", "other"), "welch_p"] > 0.05
     assert rows.loc[("targets", "other"), "median_set"] == pytest.approx(shifts.loc[list(targets)].median())
 
-    plot_gene_set_shifts(shifts, {"targets": list(targets), "housekeeping": list(housekeeping)},
-                         tmp_path / "sets.png", title="TF deletion")
-    assert (tmp_path / "sets.png").read_bytes()[:4] == b"\x89PNG"
     table = pd.DataFrame({"tf": ["T1"] * len(shifts) + ["T2"] * 3, "set": ["other"] * len(shifts) + ["targets"] * 3,
                           "shift": list(shifts) + [0.1, 0.2, 0.3]})
     table.loc[:29, "set"] = "targets"

@@ -120,6 +120,22 @@ def deletion_shift(model, cells_batch, tf_token_id: int, batch_size: int = 32) -
     return table
 
 
+def deletion_shift_in_cells(model, cells, tf_token_id: int, rows, *, max_length: int, max_cells: int = 200,
+                            seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """:func:`deletion_shift` over up to ``max_cells`` seeded cells among ``rows`` of tokenized ``cells``.
+
+    ``rows``: the rows that hold the TF (e.g. from
+    :func:`genecompass.pretrain.rows_holding`). Returns the rows used and the
+    shift table.
+    """
+    from ..pretrain import BatchReader
+
+    config = model.config
+    rows = np.sort(np.random.default_rng(seed).permutation(np.asarray(rows, dtype=np.int64))[:max_cells])
+    batch = BatchReader(cells, [rows], max_length, config.species_token_ids, config.pad_token_id)[0]
+    return rows, deletion_shift(model, batch, tf_token_id)
+
+
 def _shift_series(shifts) -> pd.Series:
     if isinstance(shifts, pd.DataFrame):
         if not {"token_id", "mean_shift"} <= set(shifts.columns):
@@ -176,4 +192,4 @@ def deletion_precision(shifts, known_targets, k_values=(10, 20, 50, 100), n_rand
     return pd.DataFrame(rows)
 
 
-__all__ = ["deletion_precision", "deletion_shift"]
+__all__ = ["deletion_precision", "deletion_shift", "deletion_shift_in_cells"]

@@ -299,24 +299,20 @@ def deletion_table(encoder, cells, tfs, network: pd.DataFrame, tokens: dict[str,
     (:func:`genecompass.grn.deletion.deletion_shift`) against the TF's targets
     in ``network``. One row per TF and k, with random-pick precision beside.
     """
-    from ..pretrain import BatchReader, cell_lengths
-    from .deletion import deletion_precision, deletion_shift
+    from ..pretrain import rows_holding
+    from .deletion import deletion_precision, deletion_shift_in_cells
 
-    config = encoder.config
-    lengths = cell_lengths(cells, max_length)
-    ids = cells["input_ids"]
+    held = rows_holding(cells, [tokens[tf] for tf in tfs if tf in tokens], max_length)
     frames = []
     for tf in tfs:
         targets = {tokens[g] for g in network.loc[network["Gene1"] == tf, "Gene2"] if g in tokens and g != tf}
         if tf not in tokens or len(targets) < min_targets:
             continue
         token = tokens[tf]
-        rows = np.array([i for i, row in enumerate(ids) if token in row[:lengths[i]]], dtype=np.int64)
-        if len(rows) == 0:
+        if len(held[token]) == 0:
             continue
-        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_cells])
-        batch = BatchReader(cells, [rows], max_length, config.species_token_ids, config.pad_token_id)[0]
-        shifts = deletion_shift(encoder, batch, token)
+        rows, shifts = deletion_shift_in_cells(encoder, cells, token, held[token], max_length=max_length,
+                                               max_cells=max_cells, seed=seed)
         table = deletion_precision(shifts, sorted(targets), k_values=k_values, n_random=n_random, seed=seed)
         table.insert(0, "tf", tf)
         table.insert(1, "n_cells", len(rows))

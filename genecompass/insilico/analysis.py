@@ -20,8 +20,8 @@ S and S′ a cell's embedding before and after the perturbation.
   target, and those in the top k of every target are reported.
 - :func:`gene_set_shift_tests` (Fig. 2b–g): after deleting a TF, compare the
   embedding shifts of its target genes with housekeeping and other genes
-  (Mann–Whitney U and Welch t-tests); :func:`plot_gene_set_shifts` draws one
-  TF's sets, :func:`plot_deletion_shifts` several TFs side by side.
+  (Mann–Whitney U and Welch t-tests); :func:`plot_deletion_shifts` draws the
+  sets of several TFs side by side.
 
 Knockout experiments (delete / scale) should pass source rows chosen with
 :func:`genecompass.insilico.perturb.knockout_rows` (every knocked-out gene in
@@ -341,21 +341,6 @@ def plot_candidates(ranking: pd.DataFrame, path, top_k: int = 10, title: str = "
     _save(fig, path)
 
 
-def plot_gene_set_shifts(shifts, gene_sets: dict[str, list[int]], path, title: str = "") -> None:
-    """Box plot of the embedding shifts of each gene set and of the other genes (Fig. 2b–g)."""
-    plt = _pyplot()
-    series = _shift_series(shifts)
-    members = _set_members(series, gene_sets)
-    fig, axis = plt.subplots(figsize=(1.2 * len(members) + 2, 3.6))
-    axis.boxplot([series.loc[m].to_numpy(np.float64) for m in members.values()], showfliers=False)
-    axis.set_xticks(np.arange(1, len(members) + 1), [f"{name}\n(n={m.size})" for name, m in members.items()],
-                    fontsize=8)
-    axis.set_ylabel("embedding shift")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
-
-
 def plot_deletion_shifts(shifts: pd.DataFrame, path, title: str = "") -> None:
     """Box plots of the embedding shifts per deleted TF, one box per gene set (targets, housekeeping, other).
 
@@ -395,5 +380,5 @@ def plot_deletion_shifts(shifts: pd.DataFrame, path, title: str = "") -> None:
     _save(fig, path)
 
 
-__all__ = ["gene_set_shift_tests", "plot_candidates", "plot_deletion_shifts", "plot_gene_set_shifts",
-           "plot_state_shift", "rank_candidates", "shift_against_random", "shift_summary", "top_intersection"]
+__all__ = ["gene_set_shift_tests", "plot_candidates", "plot_deletion_shifts", "plot_state_shift",
+           "rank_candidates", "shift_against_random", "shift_summary", "top_intersection"]

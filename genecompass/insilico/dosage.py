@@ -61,7 +61,14 @@ from ..annotation.finetune import (
 from ..devices import autocast_for, resolve_device
 from ..errors import InputError
 from ..model import IGNORE_INDEX, GeneCompassConfig, GeneCompassForTokenClassification
-from ..pretrain import BatchReader, batch_loader, cell_lengths, length_grouped_batches
+from ..pretrain import (
+    BatchReader,
+    batch_loader,
+    cell_lengths,
+    cell_tokens,
+    cells_with_tokens,
+    length_grouped_batches,
+)
 from ..utils import atomic_output
 
 log = logging.getLogger(__name__)
@@ -163,30 +170,6 @@ def token_labels(labels: pd.Series) -> pd.Series:
     return result
 
 
-def _cell_tokens(cells, rows: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell, token)``: the first ``max_length`` tokens of each row, flattened; ``cell`` indexes ``rows``."""
-    import pyarrow.compute as pc
-
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    table = cells.select_columns(["input_ids", "length"]).with_format("arrow")[rows.tolist()]
-    ids = table.column("input_ids").combine_chunks()
-    sizes = pc.list_value_length(ids).to_numpy(zero_copy_only=False).astype(np.int64)
-    tokens = ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    cell = np.repeat(np.arange(len(rows)), sizes)
-    rank = np.arange(len(tokens)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    lengths = np.minimum(table.column("length").to_numpy().astype(np.int64), int(max_length))
-    keep = rank < lengths[cell]
-    return cell[keep], tokens[keep]
-
-
-def _has_token(cells, rows: np.ndarray, tokens: np.ndarray, max_length: int) -> np.ndarray:
-    """Per row of ``rows``: whether one of ``tokens`` is among its first ``max_length`` genes."""
-    cell, found = _cell_tokens(cells, rows, max_length)
-    return np.bincount(cell[np.isin(found, tokens)], minlength=len(rows)) > 0
-
-
 def sample_cells(dataset, labels: pd.Series, n_cells: int, max_length: int, seed: int) -> np.ndarray:
     """Sorted row indices of up to ``n_cells`` seeded random cells with a labelled gene in their first
     ``max_length`` genes.
@@ -203,7 +186,7 @@ def sample_cells(dataset, labels: pd.Series, n_cells: int, max_length: int, seed
     chosen, n_found = [], 0
     for start in range(0, len(order), _CHUNK):
         part = order[start:start + _CHUNK]
-        part = part[_has_token(dataset, part, wanted, max_length)]
+        part = part[cells_with_tokens(dataset, part, wanted, max_length)]
         chosen.append(part)
         n_found += len(part)
         if n_found >= int(n_cells):
@@ -301,7 +284,7 @@ def finetune_token_classifier(dataset, rows, labels: pd.Series, model_dir, *, in
         target_of = torch.full((cfg.vocab_size,), IGNORE_INDEX, dtype=torch.long)
         target_of[torch.as_tensor(labels.index.to_numpy())] = torch.as_tensor(labels.to_numpy())
         rows = np.asarray(rows, dtype=np.int64)
-        train_rows = rows[_has_token(cells, rows, labels.index.to_numpy(), max_length)]
+        train_rows = rows[cells_with_tokens(cells, rows, labels.index.to_numpy(), max_length)]
         if len(train_rows) == 0:
             raise InputError(None, "rows", f"none of the {len(rows)} cells has a labelled gene among its first "
                                            f"{max_length} genes", "pick cells with sample_cells")
@@ -436,7 +419,7 @@ def cross_validate_finetuning(dataset, labels: pd.Series, model_dir, *, init: st
     labels = token_labels(labels)
     max_length = _max_length(settings, _model_config(model_dir))
     rows = sample_cells(dataset, labels, settings.n_cells, max_length, settings.seed)
-    _, present = _cell_tokens(dataset, rows, max_length)
+    _, present = cell_tokens(dataset, rows, max_length)
     seen = labels.index.isin(present)
     if not seen.all():
         log.warning("%d of the %d labelled genes occur in none of the %d sampled cells; they are not tested",

@@ -114,9 +114,14 @@ def token_names(dictionary: pd.DataFrame, species: str) -> dict[int, str]:
     return dict(zip(genes["token_id"].astype(int), names, strict=True))
 
 
+def drivers_in_config(entry: dict) -> bool:
+    """Whether an in-silico dataset's ``drivers`` is a state -> genes mapping (not a file or a download locator)."""
+    drivers = entry["drivers"]
+    return isinstance(drivers, dict) and not {"url", "path"} & set(drivers)
+
+
 def driver_tokens(entry: dict, inputs, lookup: dict[str, int]) -> dict[str, list[int]]:
     """state -> driver token ids of an in-silico dataset entry (config mapping, or the ``drivers`` input file)."""
-    drivers = entry["drivers"]
-    source = drivers if isinstance(drivers, dict) and not {"url", "path"} & set(drivers) else inputs.drivers
+    source = entry["drivers"] if drivers_in_config(entry) else inputs.drivers
     return {state: list(dict.fromkeys(tokens_of(genes, lookup).values()))
             for state, genes in read_drivers(source, entry["species"]).items()}

@@ -60,11 +60,6 @@ def targets_by_tf(network: pd.DataFrame, lookup: dict[str, int]) -> dict[int, se
     return targets
 
 
-def _cells_holding(dataset, token: int, max_length: int) -> np.ndarray:
-    ids = dataset.with_format("numpy")["input_ids"]
-    return np.array([i for i, row in enumerate(ids) if token in row[:max_length]], dtype=np.int64)
-
-
 def deletion_experiment(model, dataset, targets: dict[int, set[int]], housekeeping: list[int], names: dict[int, str],
                         *, min_targets: int = 5, max_tfs: int | None = 10, max_cells: int = 100,
                         seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -74,23 +69,22 @@ def deletion_experiment(model, dataset, targets: dict[int, set[int]], housekeepi
     set (``targets``, ``housekeeping``, ``other``); per TF, the comparisons of
     :func:`genecompass.insilico.analysis.gene_set_shift_tests`.
     """
-    from ..grn.deletion import deletion_shift
-    from ..pretrain import BatchReader
+    from ..grn.deletion import deletion_shift_in_cells
+    from ..pretrain import rows_holding
 
-    config = model.config
-    max_length = int(config.max_genes)
+    max_length = int(model.config.max_genes)
     housekeeping = set(housekeeping)
     eligible = {tf: genes - housekeeping for tf, genes in targets.items() if len(genes - housekeeping) >= min_targets}
-    held = {tf: _cells_holding(dataset, tf, max_length) for tf in eligible}
+    held = rows_holding(dataset, list(eligible), max_length)
     chosen = sorted((tf for tf in held if len(held[tf])), key=lambda tf: (-len(held[tf]), tf))[:max_tfs]
     if not chosen:
         raise InputError(None, "deletion.min_targets", f"no TF with {min_targets}+ known targets occurs in the "
                          "cells", "lower min_targets, or check the GRN knowledge of this species")
     shift_frames, test_frames = [], []
     for tf in chosen:
-        rows = np.sort(np.random.default_rng(seed).permutation(held[tf])[:max_cells])
-        batch = BatchReader(dataset, [rows], max_length, config.species_token_ids, config.pad_token_id)[0]
-        shifts = deletion_shift(model, batch, tf).set_index("token_id")["mean_shift"]
+        rows, shifts = deletion_shift_in_cells(model, dataset, tf, held[tf], max_length=max_length,
+                                               max_cells=max_cells, seed=seed)
+        shifts = shifts.set_index("token_id")["mean_shift"]
         sets = {"targets": sorted(eligible[tf] & set(shifts.index)),
                 "housekeeping": sorted(housekeeping & set(shifts.index))}
         gene_set = pd.Series("other", index=shifts.index)
@@ -111,7 +105,7 @@ def deletion_experiment(model, dataset, targets: dict[int, set[int]], housekeepi
     return pd.concat(shift_frames, ignore_index=True), pd.concat(test_frames, ignore_index=True)
 
 
-def state_shift_experiment(model, dataset, source_rows, target_rows, drivers: list[int], pool: list[int], *,
+def state_shift_experiment(model, dataset, source_rows, target_rows, drivers: list[int], pool=None, *,
                            source_drivers: list[int] = (), knockout_factors=(0.5, 0.25, 0.0), level="median",
                            n_random: int = 20, seed: int = 0, batch_size: int = 64, pooling: str = "mean",
                            progress: bool = False) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -120,8 +114,15 @@ def state_shift_experiment(model, dataset, source_rows, target_rows, drivers: li
     The knockdown series scales every source driver together by each factor in
     the source cells where they all rank in the top half, and reports the mean
     shift towards the source centroid (negative: away from the source) and
-    towards the target.
+    towards the target. ``pool``: the genes random sets are drawn from
+    (default: every gene the source cells hold, so random genes are as
+    plausible in those cells as the drivers).
     """
+    if pool is None:
+        from ..pretrain import cell_tokens
+
+        pool = np.unique(cell_tokens(dataset, np.asarray(source_rows), None)[1])
+    pool = sorted(set(int(t) for t in pool) - {int(t) for t in drivers})
     def embed(rows, **kwargs):
         return cell_embeddings(model, dataset, rows, batch_size=batch_size, pooling=pooling, **kwargs)
 
