@@ -15,6 +15,10 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+# snakemake --report results/report.html (or .zip): every figure and table registered with report().
+report: "workflow/report/workflow.rst"
+
+
 # Readable errors first (file, key, value, what is accepted), then Snakemake's own check.
 SCHEMAS = f"{workflow.basedir}/workflow/schemas"
 check_config(config, f"{SCHEMAS}/config.schema.yaml", workflow.overwrite_configfiles or ["config/config.yaml"])
@@ -47,6 +51,7 @@ include: "rules/perturbation.smk"
 include: "rules/cpa.smk"
 include: "rules/deepce.smk"
 include: "rules/insilico.smk"
+include: "rules/summary.smk"
 include: "rules/targets.smk"
 
 

@@ -15,6 +15,7 @@ from genecompass.insilico.gene_sets import drivers_in_config
 from genecompass.perturb.task import METHODS as PERTURBATION_METHOD_NAMES
 from genecompass.perturb.task import method_uses_genecompass
 from genecompass.references import download_target
+from genecompass.summary import HEADLINE as SUMMARY_TASKS
 
 SIMULATE_DIR = config["simulate"]["outdir"]
 
@@ -77,6 +78,7 @@ def all_targets():
         *deepce_targets(),
         *dosage_targets(),
         *insilico_targets(),
+        *summary_targets(),
     ]
 
 
@@ -274,6 +276,51 @@ INSILICO_OUTPUTS = ("deletion_tests.tsv", "state_shift.json", "candidates.tsv")
 def insilico_targets():
     return [f"results/tasks/insilico/{name}/{output}" for name in task_datasets("insilico")
             for output in INSILICO_OUTPUTS]
+
+
+# ---- summary and report ----
+
+
+def summary_entries():
+    """Every downstream result file the summary reads, as {task, dataset, path}, by task."""
+    entries = {
+        "annotation": [{"dataset": name, "path": path} for name in annotation_datasets()
+                       for path in [f"results/tasks/annotation/{name}/{m}/metrics.json" for m in ANNOTATION_METHODS]],
+        "came": [{"dataset": pair, "path": path} for pair in came_pairs()
+                 for path in [f"results/tasks/came/{pair}/{m}/metrics.json" for m in ("came", "genecompass_came")]],
+        "grn": [{"dataset": name, "path": f"results/tasks/grn/{name}/metrics.tsv"} for name in grn_datasets()],
+        **{task: [{"dataset": name, "path": f"results/tasks/{task}/{name}/metrics.tsv"} for name in task_datasets(task)]
+           for task in ("perturbation", "cpa", "deepce")},
+        # The dosage task has one label set; it is named after the label file.
+        "dosage": [{"dataset": Path(str(reference_file(dosage_task()["labels"]))).name.split(".")[0],
+                    "path": "results/tasks/dosage/metrics.tsv"}] if dosage_targets() else [],
+        # In-silico perturbation: the summary reads the dataset's folder.
+        "insilico": [{"dataset": name, "path": f"results/tasks/insilico/{name}"} for name in task_datasets("insilico")],
+    }
+    return {task: [{"task": task, **entry} for entry in found] for task, found in entries.items() if found}
+
+
+def summary_task_entries(task):
+    entries = summary_entries()
+    if task not in entries:
+        raise ValueError(f"no results of task '{task}' in this config (tasks with results: {sorted(entries)})")
+    return entries[task]
+
+
+def summary_task_inputs(wildcards):
+    if wildcards.task == "insilico":
+        return [f"{entry['path']}/{output}" for entry in summary_task_entries("insilico")
+                for output in INSILICO_OUTPUTS]
+    return [entry["path"] for entry in summary_task_entries(wildcards.task)]
+
+
+def summary_targets():
+    return ["results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in summary_entries()]]
+
+
+def summary_controls():
+    """Name parts of the ablated methods: the model variants besides the main one."""
+    return [variant for variant in pretrained_variants()[1:]]
 
 
 # ---- model ----

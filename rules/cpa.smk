@@ -61,10 +61,22 @@ rule cpa_evaluate:
     input:
         unpack(cpa_evaluate_inputs),
     output:
-        metrics="results/tasks/cpa/{dataset}/metrics.tsv",
+        metrics=report(
+            "results/tasks/cpa/{dataset}/metrics.tsv",
+            caption="../workflow/report/cpa_metrics.rst",
+            category="4. Tasks",
+            subcategory="Drug dose response (CPA)",
+            labels={"dataset": "{dataset}", "result": "metrics table"},
+        ),
         per_condition="results/tasks/cpa/{dataset}/per_condition.tsv",
         curve_scores="results/tasks/cpa/{dataset}/dose_response_scores.tsv",
-        figure="results/tasks/cpa/{dataset}/dose_response.png",
+        figure=report(
+            "results/tasks/cpa/{dataset}/dose_response.png",
+            caption="../workflow/report/cpa_figure.rst",
+            category="4. Tasks",
+            subcategory="Drug dose response (CPA)",
+            labels={"dataset": "{dataset}", "result": "dose response"},
+        ),
     params:
         methods=CPA_METHODS,
         min_truth_range=config["tasks"].get("cpa", {}).get("min_truth_range", 0.2),

@@ -62,9 +62,21 @@ rule deepce_evaluate:
         predictions=lambda wildcards: [f"results/tasks/deepce/{wildcards.dataset}/{method}/predictions.tsv.gz"
                                        for method in DEEPCE_METHODS],
     output:
-        metrics="results/tasks/deepce/{dataset}/metrics.tsv",
+        metrics=report(
+            "results/tasks/deepce/{dataset}/metrics.tsv",
+            caption="../workflow/report/deepce_metrics.rst",
+            category="4. Tasks",
+            subcategory="Drug expression profiles (DeepCE)",
+            labels={"dataset": "{dataset}", "result": "metrics table"},
+        ),
         per_profile="results/tasks/deepce/{dataset}/per_profile.tsv",
-        figure="results/tasks/deepce/{dataset}/metrics.png",
+        figure=report(
+            "results/tasks/deepce/{dataset}/metrics.png",
+            caption="../workflow/report/deepce_figure.rst",
+            category="4. Tasks",
+            subcategory="Drug expression profiles (DeepCE)",
+            labels={"dataset": "{dataset}", "result": "metrics figure"},
+        ),
     params:
         methods=DEEPCE_METHODS,
         precision_k=config["tasks"].get("deepce", {}).get("precision_k", [10, 50, 100]),

@@ -61,7 +61,13 @@ rule grn_prior_sweep:
         static="results/embeddings/{variant}/genes_static.tsv.gz",
     output:
         table="results/tasks/grn/{dataset}/prior_sweep/{variant}.tsv",
-        figure="results/tasks/grn/{dataset}/prior_sweep/{variant}.png",
+        figure=report(
+            "results/tasks/grn/{dataset}/prior_sweep/{variant}.png",
+            caption="../workflow/report/grn_prior_sweep.rst",
+            category="4. Tasks",
+            subcategory="GRN inference",
+            labels={"dataset": "{dataset}", "result": "prior sweep: {variant}"},
+        ),
     wildcard_constraints:
         dataset=grn_dataset_pattern(),
     params:
@@ -86,8 +92,20 @@ rule grn_summary:
         metrics=lambda wildcards: [f"results/tasks/grn/{wildcards.dataset}/{method}/metrics.tsv"
                                    for method in grn_methods()],
     output:
-        table="results/tasks/grn/{dataset}/metrics.tsv",
-        figure="results/tasks/grn/{dataset}/methods.png",
+        table=report(
+            "results/tasks/grn/{dataset}/metrics.tsv",
+            caption="../workflow/report/grn_metrics.rst",
+            category="4. Tasks",
+            subcategory="GRN inference",
+            labels={"dataset": "{dataset}", "result": "metrics table"},
+        ),
+        figure=report(
+            "results/tasks/grn/{dataset}/methods.png",
+            caption="../workflow/report/grn_methods.rst",
+            category="4. Tasks",
+            subcategory="GRN inference",
+            labels={"dataset": "{dataset}", "result": "methods"},
+        ),
     wildcard_constraints:
         dataset=grn_dataset_pattern(),
     params:

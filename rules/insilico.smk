@@ -86,8 +86,20 @@ rule dosage_evaluate:
         folds=expand("results/tasks/dosage/{method}/folds.tsv", method=DOSAGE_METHODS),
         predictions=expand("results/tasks/dosage/{method}/predictions.tsv.gz", method=DOSAGE_METHODS),
     output:
-        metrics="results/tasks/dosage/metrics.tsv",
-        roc="results/tasks/dosage/roc.png",
+        metrics=report(
+            "results/tasks/dosage/metrics.tsv",
+            caption="../workflow/report/dosage_metrics.rst",
+            category="4. Tasks",
+            subcategory="Gene dosage sensitivity",
+            labels={"result": "metrics table"},
+        ),
+        roc=report(
+            "results/tasks/dosage/roc.png",
+            caption="../workflow/report/dosage_roc.rst",
+            category="4. Tasks",
+            subcategory="Gene dosage sensitivity",
+            labels={"result": "ROC curves"},
+        ),
     params:
         methods=DOSAGE_METHODS,
     log:
@@ -109,8 +121,20 @@ rule insilico_deletion:
         unpack(insilico_inputs),
     output:
         shifts="results/tasks/insilico/{dataset}/deletion_shifts.tsv.gz",
-        tests="results/tasks/insilico/{dataset}/deletion_tests.tsv",
-        figure="results/tasks/insilico/{dataset}/deletion.png",
+        tests=report(
+            "results/tasks/insilico/{dataset}/deletion_tests.tsv",
+            caption="../workflow/report/insilico_deletion.rst",
+            category="4. Tasks",
+            subcategory="In silico perturbation",
+            labels={"dataset": "{dataset}", "result": "deletion tests"},
+        ),
+        figure=report(
+            "results/tasks/insilico/{dataset}/deletion.png",
+            caption="../workflow/report/insilico_deletion.rst",
+            category="4. Tasks",
+            subcategory="In silico perturbation",
+            labels={"dataset": "{dataset}", "result": "deletion shifts"},
+        ),
     params:
         task=insilico_task(),
         entry=lambda wildcards: insilico_dataset(wildcards.dataset),
@@ -135,7 +159,13 @@ rule insilico_state_shift:
     output:
         cells="results/tasks/insilico/{dataset}/state_shift.tsv.gz",
         summary="results/tasks/insilico/{dataset}/state_shift.json",
-        figure="results/tasks/insilico/{dataset}/state_shift.png",
+        figure=report(
+            "results/tasks/insilico/{dataset}/state_shift.png",
+            caption="../workflow/report/insilico_state_shift.rst",
+            category="4. Tasks",
+            subcategory="In silico perturbation",
+            labels={"dataset": "{dataset}", "result": "state shift"},
+        ),
         knockout="results/tasks/insilico/{dataset}/knockout_dose.tsv",
     params:
         task=insilico_task(),
@@ -159,9 +189,21 @@ rule insilico_candidates:
     input:
         unpack(insilico_inputs),
     output:
-        ranking="results/tasks/insilico/{dataset}/candidates.tsv",
+        ranking=report(
+            "results/tasks/insilico/{dataset}/candidates.tsv",
+            caption="../workflow/report/insilico_candidates.rst",
+            category="4. Tasks",
+            subcategory="In silico perturbation",
+            labels={"dataset": "{dataset}", "result": "candidate ranking"},
+        ),
         summary="results/tasks/insilico/{dataset}/candidates.json",
-        figure="results/tasks/insilico/{dataset}/candidates.png",
+        figure=report(
+            "results/tasks/insilico/{dataset}/candidates.png",
+            caption="../workflow/report/insilico_candidates.rst",
+            category="4. Tasks",
+            subcategory="In silico perturbation",
+            labels={"dataset": "{dataset}", "result": "candidates"},
+        ),
     params:
         task=insilico_task(),
         entry=lambda wildcards: insilico_dataset(wildcards.dataset),

@@ -149,9 +149,24 @@ rule knowledge:
         dictionary="results/tokens/dictionary.tsv",
     output:
         knowledge="results/knowledge/knowledge.safetensors",
-        coverage="results/knowledge/coverage.tsv",
-        figure="results/knowledge/coverage.png",
-        quality="results/knowledge/quality.tsv",
+        coverage=report(
+            "results/knowledge/coverage.tsv",
+            caption="../workflow/report/knowledge_coverage.rst",
+            category="2. Knowledge",
+            labels={"result": "coverage table"},
+        ),
+        figure=report(
+            "results/knowledge/coverage.png",
+            caption="../workflow/report/knowledge_coverage.rst",
+            category="2. Knowledge",
+            labels={"result": "coverage figure"},
+        ),
+        quality=report(
+            "results/knowledge/quality.tsv",
+            caption="../workflow/report/knowledge_quality.rst",
+            category="2. Knowledge",
+            labels={"result": "quality table"},
+        ),
     params:
         dim=config["knowledge"]["dim"],
     log:

@@ -11,7 +11,12 @@ rule pretrain:
         model=directory("results/model/{variant}/model"),
         summary="results/model/{variant}/summary.json",
         training_log="results/model/{variant}/training_log.csv",
-        figure="results/model/{variant}/loss.png",
+        figure=report(
+            "results/model/{variant}/loss.png",
+            caption="../workflow/report/pretraining_loss.rst",
+            category="3. Pretraining and gene embeddings",
+            labels={"variant": "{variant}", "result": "loss curves"},
+        ),
     wildcard_constraints:
         variant="|".join(pretrained_variants()),
     params:
@@ -144,9 +149,19 @@ rule embedding_analysis:
     input:
         unpack(embedding_analysis_inputs),
     output:
-        summary="results/analysis/gene_embeddings/summary.tsv",
+        summary=report(
+            "results/analysis/gene_embeddings/summary.tsv",
+            caption="../workflow/report/gene_embeddings.rst",
+            category="3. Pretraining and gene embeddings",
+            labels={"variant": "all", "result": "gene-embedding analysis table"},
+        ),
         pairs="results/analysis/gene_embeddings/pairs.tsv.gz",
-        figure="results/analysis/gene_embeddings/similarity.png",
+        figure=report(
+            "results/analysis/gene_embeddings/similarity.png",
+            caption="../workflow/report/gene_embeddings.rst",
+            category="3. Pretraining and gene embeddings",
+            labels={"variant": "all", "result": "gene-embedding similarity"},
+        ),
     params:
         variants=analysis_variants(),
         n_pairs=config["embeddings"].get("analysis_pairs", 2000),

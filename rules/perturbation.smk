@@ -88,11 +88,23 @@ rule perturbation_evaluate:
         predictions=lambda wildcards: [f"results/tasks/perturbation/{wildcards.dataset}/{method}/predictions.tsv.gz"
                                        for method in PERTURBATION_METHODS],
     output:
-        metrics="results/tasks/perturbation/{dataset}/metrics.tsv",
+        metrics=report(
+            "results/tasks/perturbation/{dataset}/metrics.tsv",
+            caption="../workflow/report/perturbation_metrics.rst",
+            category="4. Tasks",
+            subcategory="Genetic perturbation (GEARS)",
+            labels={"dataset": "{dataset}", "result": "metrics table"},
+        ),
         per_condition="results/tasks/perturbation/{dataset}/per_condition.tsv",
         comparison="results/tasks/perturbation/{dataset}/genecompass_vs_gears.tsv",
         variance="results/tasks/perturbation/{dataset}/variance.tsv",
-        figure="results/tasks/perturbation/{dataset}/pearson_delta.png",
+        figure=report(
+            "results/tasks/perturbation/{dataset}/pearson_delta.png",
+            caption="../workflow/report/perturbation_figure.rst",
+            category="4. Tasks",
+            subcategory="Genetic perturbation (GEARS)",
+            labels={"dataset": "{dataset}", "result": "Pearson delta"},
+        ),
     params:
         methods=PERTURBATION_METHODS,
     log:

@@ -10,7 +10,13 @@ rule qc:
         h5ad="results/qc/{sample}.h5ad",
         filters="results/qc/{sample}.filters.tsv",
         genes="results/qc/{sample}.gene_ids.json",
-        figure="results/qc/{sample}.qc.png",
+        figure=report(
+            "results/qc/{sample}.qc.png",
+            caption="../workflow/report/qc.rst",
+            category="1. Data and QC",
+            subcategory="QC",
+            labels={"sample": "{sample}"},
+        ),
     params:
         species=sample_species,
         fmt=lambda wildcards: sample_row(wildcards)["format"],
@@ -34,7 +40,13 @@ rule qc_summary:
     input:
         qc_outputs("filters"),
     output:
-        "results/qc/summary.tsv",
+        report(
+            "results/qc/summary.tsv",
+            caption="../workflow/report/qc_summary.rst",
+            category="1. Data and QC",
+            subcategory="QC",
+            labels={"sample": "all samples"},
+        ),
     log:
         "results/logs/qc/summary.log",
     benchmark:

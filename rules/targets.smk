@@ -28,6 +28,7 @@ TARGET_RULES = {
     "task_deepce": deepce_targets,
     "task_dosage": dosage_targets,
     "task_insilico": insilico_targets,
+    "summary": summary_targets,
 }
 
 

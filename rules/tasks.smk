@@ -8,7 +8,13 @@ rule came:
     output:
         metrics="results/tasks/came/{pair}/{method}/metrics.json",
         predictions="results/tasks/came/{pair}/{method}/predictions.tsv",
-        figure="results/tasks/came/{pair}/{method}/confusion.png",
+        figure=report(
+            "results/tasks/came/{pair}/{method}/confusion.png",
+            caption="../workflow/report/confusion.rst",
+            category="4. Tasks",
+            subcategory="Cross-species annotation (CAME)",
+            labels={"dataset": "{pair}", "result": "confusion: {method}"},
+        ),
     wildcard_constraints:
         method="came|genecompass_came",
     params:
@@ -36,7 +42,13 @@ rule annotate:
     output:
         metrics="results/tasks/annotation/{dataset}/{method}/metrics.json",
         predictions="results/tasks/annotation/{dataset}/{method}/predictions.tsv",
-        figure="results/tasks/annotation/{dataset}/{method}/confusion.png",
+        figure=report(
+            "results/tasks/annotation/{dataset}/{method}/confusion.png",
+            caption="../workflow/report/confusion.rst",
+            category="4. Tasks",
+            subcategory="Cell-type annotation",
+            labels={"dataset": "{dataset}", "result": "confusion: {method}"},
+        ),
     wildcard_constraints:
         method="|".join(ANNOTATION_METHODS),
     params:

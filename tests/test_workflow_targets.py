@@ -25,7 +25,7 @@ from conftest import ROOT
 SAMPLES = ["human_s1", "human_s2", "human_s3", "mouse_s1", "mouse_s2"]
 NAMED_RULES = ["stage_qc", "stage_tokens", "stage_knowledge", "stage_pretrain", "stage_embeddings",
                "task_came", "task_annotation", "task_grn", "task_perturbation", "task_cpa", "task_deepce",
-               "task_dosage", "task_insilico"]
+               "task_dosage", "task_insilico", "summary"]
 
 # Rule groups of the demo DAG.
 REFERENCES = {"simulate_world", "gene_table", "orthologs"}
@@ -242,7 +242,7 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
                            "perturbation_predict", "perturbation_evaluate", "cpa_predict", "cpa_evaluate",
                            "deepce_predict", "deepce_evaluate", "dosage_finetune", "dosage_logistic",
                            "dosage_evaluate", "insilico_deletion", "insilico_state_shift", "insilico_candidates",
-                           "all"}
+                           "summarise_task", "summary_table", "all"}
     assert not rules(jobs) & UPSTREAM_OF_KNOWLEDGE
     assert "grn_dataset" not in rules(jobs)
     # downstream, only the methods that read a model or its embeddings
@@ -274,9 +274,11 @@ def test_forcerun_up_to_the_knowledge_assembly(complete):
     # prior sweep's reason is its DeepSEM input (Snakemake names one cause: an input that will be
     # rewritten is checked before params)
     ({"tasks": {"grn": {"genie3_trees": 10}}},
-     {"grn_infer": 22, "grn_prior_sweep": 6, "grn_deletion": 6, "grn_ugrn": 3, "grn_summary": 2, "all": 1},
+     {"grn_infer": 22, "grn_prior_sweep": 6, "grn_deletion": 6, "grn_ugrn": 3, "grn_summary": 2,
+      "summarise_task": 1, "summary_table": 1, "all": 1},
      {"grn_infer", "grn_deletion", "grn_ugrn"}),
-    ({"tasks": {"came": {"n_top_genes": 200}}}, {"came": 2, "all": 1}, {"came"}),
+    ({"tasks": {"came": {"n_top_genes": 200}}}, {"came": 2, "summarise_task": 1, "summary_table": 1, "all": 1},
+     {"came"}),
 ])
 def test_changing_a_parameter_reruns_only_the_rules_that_use_it(complete, overlay, expected, changed):
     jobs = plan(complete, overlay=overlay)

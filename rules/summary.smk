@@ -1,0 +1,56 @@
+# One table of every task's results and one figure per task (genecompass/summary.py).
+# Both are in the HTML report: snakemake --report results/report.html
+
+
+rule summarise_task:
+    input:
+        summary_task_inputs,
+    output:
+        table="results/summary/{task}.tsv",
+        figure=report(
+            "results/summary/{task}.png",
+            caption="../workflow/report/summary_task.rst",
+            category="0. Summary",
+            labels={"task": "{task}", "kind": "figure"},
+        ),
+    wildcard_constraints:
+        task="|".join(SUMMARY_TASKS),
+    params:
+        entries=lambda wildcards: summary_task_entries(wildcards.task),
+        controls=summary_controls(),
+    log:
+        "results/logs/summary/{task}.log",
+    benchmark:
+        "results/benchmarks/summary/{task}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/summarise_task.py"
+
+
+rule summary_table:
+    input:
+        expand("results/summary/{task}.tsv", task=list(summary_entries())),
+    output:
+        report(
+            "results/summary/summary.tsv",
+            caption="../workflow/report/summary_table.rst",
+            category="0. Summary",
+            labels={"task": "all tasks", "kind": "table"},
+        ),
+    log:
+        "results/logs/summary/summary.log",
+    benchmark:
+        "results/benchmarks/summary/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/summary_table.py"
