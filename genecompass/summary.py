@@ -239,3 +239,62 @@ def plot_task(table: pd.DataFrame, task: str, path) -> None:
 def write_table(table: pd.DataFrame, path) -> None:
     with atomic_output(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def plot_qc_overview(qc_summary, path) -> None:
+    """Cells kept and removed by each QC filter, one bar per sample (from ``results/qc/summary.tsv``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = pd.read_csv(qc_summary, sep="\t")
+    missing = {"sample", "cells_kept"} - set(table.columns)
+    if missing:
+        _fail(qc_summary, sorted(missing)[0], f"columns {sorted(missing)} are missing")
+    parts = ["cells_kept", *[c for c in table.columns if c.startswith("removed_")]]
+    fig, axis = plt.subplots(figsize=(7.5, 0.8 + 0.35 * len(table)))
+    left = pd.Series(0.0, index=table.index)
+    colours = plt.get_cmap("tab10")
+    for i, part in enumerate(parts):
+        label = "kept" if part == "cells_kept" else part.removeprefix("removed_").replace("_", " ")
+        axis.barh(table["sample"], table[part], left=left, label=label, color=colours(i))
+        left += table[part]
+    axis.invert_yaxis()
+    axis.set_xlabel("cells")
+    axis.set_title("QC: cells kept and removed by each filter", fontsize=9)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+PRETRAINING_PANELS = (("id_loss", "training gene-ID loss"), ("value_loss", "training value loss"),
+                      ("val_id_accuracy", "validation gene-ID accuracy"))
+
+
+def plot_pretraining_overview(logs: dict[str, str], path) -> None:
+    """Every model variant's pretraining curves in one figure (from each ``training_log.csv``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PRETRAINING_PANELS), figsize=(4.2 * len(PRETRAINING_PANELS), 3.4))
+    for variant, log_path in logs.items():
+        log = pd.read_csv(log_path)
+        if "step" not in log.columns:
+            _fail(log_path, "step", f"not a training log (columns: {list(log.columns)})")
+        for axis, (column, title) in zip(axes, PRETRAINING_PANELS, strict=True):
+            points = log[["step", column]].dropna() if column in log.columns else log[["step"]].iloc[:0]
+            if len(points):
+                axis.plot(points["step"], points[column], marker="o" if column.startswith("val_") else None,
+                          markersize=3, lw=1.2, label=variant)
+            axis.set_title(title, fontsize=9)
+            axis.set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

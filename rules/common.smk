@@ -315,7 +315,8 @@ def summary_task_inputs(wildcards):
 
 
 def summary_targets():
-    return ["results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in summary_entries()]]
+    return ["results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in summary_entries()],
+            "results/summary/qc.png", "results/summary/pretraining.png"]
 
 
 def summary_controls():

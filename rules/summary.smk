@@ -54,3 +54,36 @@ rule summary_table:
         "../envs/core.yaml"
     script:
         "../scripts/summary_table.py"
+
+
+rule summary_overview:
+    input:
+        qc="results/qc/summary.tsv",
+        logs=expand("results/model/{variant}/training_log.csv", variant=pretrained_variants()),
+    output:
+        qc=report(
+            "results/summary/qc.png",
+            caption="../workflow/report/summary_qc.rst",
+            category="0. Summary",
+            labels={"task": "QC", "kind": "figure"},
+        ),
+        pretraining=report(
+            "results/summary/pretraining.png",
+            caption="../workflow/report/summary_pretraining.rst",
+            category="0. Summary",
+            labels={"task": "pretraining", "kind": "figure"},
+        ),
+    params:
+        variants=pretrained_variants(),
+    log:
+        "results/logs/summary/overview.log",
+    benchmark:
+        "results/benchmarks/summary/overview.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../scripts/summary_overview.py"

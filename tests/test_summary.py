@@ -16,6 +16,8 @@ from genecompass.summary import (
     headline_rows,
     insilico_rows,
     method_role,
+    plot_pretraining_overview,
+    plot_qc_overview,
     plot_task,
     summary_table,
 )
@@ -143,3 +145,26 @@ def test_task_figure_is_written_and_needs_its_headline_metrics(tmp_path):
     with pytest.raises(ValueError, match="headline"):
         plot_task(table[table["metric"] == "precision100_up"].assign(metric="other"), "deepce", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_qc_and_pretraining_overviews(tmp_path):
+    qc = tmp_path / "qc.tsv"
+    pd.DataFrame({"sample": ["a", "b"], "cells_input": [10, 12], "removed_min_genes": [2, 1],
+                  "cells_kept": [8, 11]}).to_csv(qc, sep="\t", index=False)
+    plot_qc_overview(qc, tmp_path / "qc.png")
+    logs = {}
+    for variant in ("genecompass", "no_knowledge"):
+        logs[variant] = tmp_path / f"{variant}.csv"
+        pd.DataFrame({"step": [10, 20], "id_loss": [7.0, 6.5], "value_loss": [1.0, 0.5],
+                      "val_id_accuracy": [None, 0.01]}).to_csv(logs[variant], index=False)
+    plot_pretraining_overview(logs, tmp_path / "pretraining.png")
+    for name in ("qc.png", "pretraining.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    # not a QC summary / not a training log: named, nothing written
+    pd.DataFrame({"sample": ["a"]}).to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
+    with pytest.raises(InputError, match="bad.tsv: field 'cells_kept'"):
+        plot_qc_overview(tmp_path / "bad.tsv", tmp_path / "bad.png")
+    (tmp_path / "bad.csv").write_text("epoch,loss\n1,2\n")
+    with pytest.raises(InputError, match="bad.csv: field 'step'"):
+        plot_pretraining_overview({"genecompass": tmp_path / "bad.csv"}, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

@@ -108,7 +108,8 @@ def test_report_holds_every_task_figure_and_the_summary_table(demo_run, report_z
         page = next(name for name in names if name.endswith("report.html"))
         html = archive.read(page).decode()
         results = report_variable(html, "results")
-        wanted = ["results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in TASKS], *TASK_FIGURES]
+        wanted = ["results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in TASKS],
+                  "results/summary/qc.png", "results/summary/pretraining.png", *TASK_FIGURES]
         missing = [path for path in wanted if path not in results]
         assert not missing, f"not in the report: {missing}"
         for path in wanted:
@@ -120,7 +121,8 @@ def test_report_holds_every_task_figure_and_the_summary_table(demo_run, report_z
     categories = report_variable(html, "categories")
     assert sorted(categories) == CATEGORIES
     summary = [path for group in categories["0. Summary"].values() for path in group]
-    assert set(summary) == {"results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in TASKS]}
+    assert set(summary) == {"results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in TASKS],
+                            "results/summary/qc.png", "results/summary/pretraining.png"}
 
 
 def chromium() -> str | None:

@@ -242,7 +242,7 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
                            "perturbation_predict", "perturbation_evaluate", "cpa_predict", "cpa_evaluate",
                            "deepce_predict", "deepce_evaluate", "dosage_finetune", "dosage_logistic",
                            "dosage_evaluate", "insilico_deletion", "insilico_state_shift", "insilico_candidates",
-                           "summarise_task", "summary_table", "all"}
+                           "summarise_task", "summary_table", "summary_overview", "all"}
     assert not rules(jobs) & UPSTREAM_OF_KNOWLEDGE
     assert "grn_dataset" not in rules(jobs)
     # downstream, only the methods that read a model or its embeddings
