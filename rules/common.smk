@@ -321,7 +321,7 @@ def summary_targets():
 
 def summary_controls():
     """Name parts of the ablated methods: the model variants besides the main one."""
-    return [variant for variant in pretrained_variants()[1:]]
+    return pretrained_variants()[1:]
 
 
 # ---- model ----
