@@ -124,7 +124,7 @@ def fold_metrics_rows(path, task: str, dataset: str, controls=()) -> list[dict]:
         _fail(path, sorted(missing)[0], f"columns {sorted(missing)} are missing")
     return [_row(task, dataset, r["method"], r["metric"], r["mean"], subset="folds", n=r["n_folds"],
                  spread=r["sd"] if r["n_folds"] > 1 else math.nan, controls=controls)
-            for r in table.to_dict(orient="records")]
+            for r in table.to_dict(orient="records") if pd.notna(r["mean"])]  # NaN: no fold could score it
 
 
 def insilico_rows(folder, dataset: str) -> list[dict]:

@@ -73,7 +73,7 @@ def test_method_tables_keep_subsets_and_drop_descriptive_columns(tmp_path):
 
 def test_fold_metrics_of_the_dosage_task(tmp_path):
     folds = {"genecompass": pd.DataFrame({"auc_gene": [0.9, 0.7, 0.8], "auc_token": [0.6, 0.6, 0.6]}),
-             "knowledge_logistic": pd.DataFrame({"auc_gene": [0.5, 0.7], "auc_token": [0.5, 0.5]})}
+             "knowledge_logistic": pd.DataFrame({"auc_gene": [0.5, 0.7]})}  # scores genes only
     path = tmp_path / "metrics.tsv"
     summarise(folds).to_csv(path, sep="\t", index=False)
     table = summary_table([{"task": "dosage", "dataset": "labels", "path": path}]).set_index(["method", "metric"])
@@ -81,6 +81,9 @@ def test_fold_metrics_of_the_dosage_task(tmp_path):
     assert table.loc[("genecompass", "auc_gene"), "spread"] == pytest.approx(0.1)
     assert table.loc[("knowledge_logistic", "auc_gene"), "n"] == 2
     assert table.loc[("knowledge_logistic", "auc_gene"), "role"] == "baseline"
+    # a metric no fold could score is not a row
+    assert ("knowledge_logistic", "auc_token") not in table.index
+    assert ("genecompass", "auc_token") in table.index
 
 
 def test_insilico_rows_from_the_three_outputs(tmp_path):
