@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from genecompass.errors import InputError
-from genecompass.utils import atomic_output
+from genecompass.utils import atomic_output, save_figure
 
 COLUMNS = ["task", "dataset", "method", "role", "subset", "metric", "value", "spread", "n", "higher_is_better"]
 ROLES = ("genecompass", "tool", "control", "baseline")
@@ -231,9 +231,7 @@ def plot_task(table: pd.DataFrame, task: str, path) -> None:
     fig.suptitle(f"{task}: GeneCompass beside the task's tool, controls and baselines", fontsize=9)
     height = fig.get_size_inches()[1]  # keep about 0.35 inch for the legend and the title
     fig.tight_layout(rect=(0, 0.35 / height, 1, 1 - 0.3 / height))
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_table(table: pd.DataFrame, path) -> None:
@@ -265,9 +263,7 @@ def plot_qc_overview(qc_summary, path) -> None:
     axis.set_title("QC: cells kept and removed by each filter", fontsize=9)
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 PRETRAINING_PANELS = (("id_loss", "training gene-ID loss"), ("value_loss", "training value loss"),
@@ -295,6 +291,4 @@ def plot_pretraining_overview(logs: dict[str, str], path) -> None:
             axis.set_xlabel("step")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

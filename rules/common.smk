@@ -282,22 +282,26 @@ def insilico_targets():
 
 
 def summary_entries():
-    """Every downstream result file the summary reads, as {task, dataset, path}, by task."""
-    entries = {
-        "annotation": [{"dataset": name, "path": path} for name in annotation_datasets()
-                       for path in [f"results/tasks/annotation/{name}/{m}/metrics.json" for m in ANNOTATION_METHODS]],
-        "came": [{"dataset": pair, "path": path} for pair in came_pairs()
-                 for path in [f"results/tasks/came/{pair}/{m}/metrics.json" for m in ("came", "genecompass_came")]],
-        "grn": [{"dataset": name, "path": f"results/tasks/grn/{name}/metrics.tsv"} for name in grn_datasets()],
-        **{task: [{"dataset": name, "path": f"results/tasks/{task}/{name}/metrics.tsv"} for name in task_datasets(task)]
-           for task in ("perturbation", "cpa", "deepce")},
-        # The dosage task has one label set; it is named after the label file.
-        "dosage": [{"dataset": Path(str(reference_file(dosage_task()["labels"]))).name.split(".")[0],
-                    "path": "results/tasks/dosage/metrics.tsv"}] if dosage_targets() else [],
+    """Every downstream result the summary reads, as {task, dataset, path}, by task: the tasks'
+    own target lists (results/tasks/<task>/<dataset>/...), so both name the same files."""
+    results = {
+        "annotation": annotation_targets(),
+        "came": came_targets(),
+        # results/tasks/grn/<dataset>/metrics.tsv, not the prior sweeps, deletions or ugrn tables
+        "grn": [path for path in grn_targets() if len(Path(path).parts) == 5 and Path(path).name == "metrics.tsv"],
+        "perturbation": perturbation_targets(),
+        "cpa": cpa_targets(),
+        "deepce": deepce_targets(),
         # In-silico perturbation: the summary reads the dataset's folder.
-        "insilico": [{"dataset": name, "path": f"results/tasks/insilico/{name}"} for name in task_datasets("insilico")],
+        "insilico": sorted({str(Path(path).parent) for path in insilico_targets()}),
     }
-    return {task: [{"task": task, **entry} for entry in found] for task, found in entries.items() if found}
+    entries = {task: [{"task": task, "dataset": Path(path).parts[3], "path": path} for path in paths]
+               for task, paths in results.items()}
+    # The dosage task has one label set; it is named after the label file.
+    entries["dosage"] = [{"task": "dosage", "path": path,
+                          "dataset": Path(str(reference_file(dosage_task()["labels"]))).name.split(".")[0]}
+                         for path in dosage_targets()]
+    return {task: entries[task] for task in SUMMARY_TASKS if entries.get(task)}
 
 
 def summary_task_entries(task):

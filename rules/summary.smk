@@ -1,4 +1,5 @@
-# One table of every task's results and one figure per task (genecompass/summary.py).
+# One table of every task's results, one figure per task, and the QC and pretraining overviews
+# (genecompass/summary.py).
 # Both are in the HTML report: snakemake --report results/report.html
 
 

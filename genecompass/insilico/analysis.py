@@ -39,7 +39,7 @@ from scipy import stats
 
 from ..errors import InputError
 from ..grn.deletion import _shift_series
-from ..utils import atomic_output
+from ..utils import save_figure
 from .perturb import Perturbation, cell_embeddings, gene_tokens, state_shift
 
 
@@ -276,11 +276,6 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> None:
-    plt = _pyplot()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
 
 
 def plot_state_shift(per_cell: pd.DataFrame, path, title: str = "") -> None:
@@ -312,7 +307,7 @@ def plot_state_shift(per_cell: pd.DataFrame, path, title: str = "") -> None:
     axes[1].set_ylabel("shift towards target")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_candidates(ranking: pd.DataFrame, path, top_k: int = 10, title: str = "") -> None:
@@ -338,7 +333,7 @@ def plot_candidates(ranking: pd.DataFrame, path, top_k: int = 10, title: str = "
     axis.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_deletion_shifts(shifts: pd.DataFrame, path, title: str = "") -> None:
@@ -377,7 +372,7 @@ def plot_deletion_shifts(shifts: pd.DataFrame, path, title: str = "") -> None:
     axis.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
 
 
 __all__ = ["gene_set_shift_tests", "plot_candidates", "plot_deletion_shifts", "plot_state_shift",
