@@ -276,8 +276,6 @@ def _pyplot():
     return plt
 
 
-
-
 def plot_state_shift(per_cell: pd.DataFrame, path, title: str = "") -> None:
     """Densities of the per-cell shifts (genes vs random sets pooled) and a box plot per set (Fig. 6b)."""
     plt = _pyplot()
