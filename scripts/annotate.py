@@ -36,7 +36,8 @@ with logged_to(snakemake.log[0]):
         # the head's initial weights and the batch order; the test groups stay fixed.
         split = split_by_group(obs, dataset_spec["group_column"], dataset_spec["test_groups"],
                                dataset_spec.get("validation_groups"), task.get("validation_fraction", 0.1), seed,
-                               label_column=label_column)
+                               label_column=label_column,
+                               train_cells_per_label=dataset_spec.get("train_cells_per_label"))
         assignment = split.assignment.loc[obs.index].to_numpy()
         print(f"seed {seed}:\n{split.counts().to_string()}")
         if method == "logistic_regression":

@@ -13,6 +13,7 @@ from conftest import random_knowledge, torch_threads
 from scipy import sparse
 
 from genecompass.annotation.finetune import (
+    UNUSED,
     AnnotationResult,
     BaselineSettings,
     FinetuneSettings,
@@ -212,7 +213,7 @@ def test_split_keeps_groups_whole(cells):
     assert split.groups("validation") == ["D1", "D2"]  # drawn from the training groups' cells
     # Stratified: round(0.1 × n) validation cells of each label (72 training-group cells per label).
     assert split.counts()["validation"].to_dict() == {"alpha": 7, "beta": 7, "gamma": 7}
-    assert split.to_dict()["n_cells"] == {"train": 195, "validation": 21, "test": 108}
+    assert split.to_dict()["n_cells"] == {"train": 195, "validation": 21, "test": 108, "unused": 0}
 
     again = split_by_group(obs, "donor", ["D3"], seed=0)
     other = split_by_group(obs, "donor", ["D3"], seed=1)
@@ -224,6 +225,27 @@ def test_split_keeps_groups_whole(cells):
     table = pd.crosstab(obs["sample"], by_groups.assignment)
     assert ((table > 0).sum(axis=1) == 1).all()  # every group lies in exactly one split
     assert by_groups.groups("train") == ["s_D1"] and by_groups.validation_fraction is None
+
+
+def test_label_budget_keeps_a_seeded_few_training_cells_per_label(world, cells):
+    obs, full = cells["obs"], cells["split"]
+    few = split_by_group(obs, "donor", ["D3"], seed=0, train_cells_per_label=3)
+    assert few.counts()["train"].to_dict() == {"alpha": 3, "beta": 3, "gamma": 3}
+    # validation and test are those of the unbudgeted split; the other training cells are left out
+    for part in ("validation", "test"):
+        assert (few.assignment == part).equals(full.assignment == part)
+    assert set(few.assignment[full.assignment == "train"]) == {"train", UNUSED}
+    assert few.to_dict()["n_cells"] == {"train": 9, "validation": 21, "test": 108, UNUSED: 186}
+    assert not split_by_group(obs, "donor", ["D3"], seed=1, train_cells_per_label=3).assignment.equals(few.assignment)
+    # the budget is a cap: a label with fewer training cells keeps them all
+    assert split_by_group(obs, "donor", ["D3"], seed=0, train_cells_per_label=1000).assignment.equals(full.assignment)
+    with pytest.raises(ValueError, match="train_cells_per_label"):
+        split_by_group(obs, "donor", ["D3"], train_cells_per_label=0)
+    # both the fine-tuning and the baseline read only the budgeted cells
+    labels = obs["cell_type"].to_numpy()
+    baseline = logistic_regression_baseline(counts_for_tokens(cells["dataset"], world["qc"]), labels,
+                                            few.assignment.to_numpy())
+    assert baseline.info["n_cells"] == {"train": 9, "validation": 21, "test": 108}
 
 
 def test_split_errors(cells, caplog):

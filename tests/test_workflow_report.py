@@ -96,8 +96,9 @@ def test_summary_table_has_a_row_for_every_task_dataset_method_that_ran(demo_run
     assert row["value"].item() == pytest.approx(grn.loc["deepsem", "auprc_ratio"], rel=1e-5)
     assert row["role"].item() == "tool"
     annotation = json.loads((demo_run / "results/tasks/annotation/demo_human/genecompass/metrics.json").read_text())
-    row = summary[(summary["task"] == "annotation") & (summary["method"] == "genecompass")
-                  & (summary["subset"] == "seeds") & (summary["metric"] == "macro_f1")]
+    row = summary[(summary["task"] == "annotation") & (summary["dataset"] == "demo_human")
+                  & (summary["method"] == "genecompass") & (summary["subset"] == "seeds")
+                  & (summary["metric"] == "macro_f1")]
     assert row["value"].item() == pytest.approx(annotation["mean"]["macro_f1"], rel=1e-5)
     assert row["n"].item() == len(annotation["seeds"]) and row["spread"].notna().all()
 

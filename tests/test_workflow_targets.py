@@ -195,7 +195,7 @@ def test_one_task_on_one_dataset_plans_only_what_it_needs(tmp_path, target, expe
     ("stage_embeddings", PRETRAINED | GENE_EMBEDDINGS | {"untrained_model", "cell_embeddings",
                                                          "embedding_analysis"}, {"gene_embeddings": 3}),
     ("task_came", PRETRAINED | GENE_EMBEDDINGS | {"came"}, {"came": 2, "pretrain": 1}),
-    ("task_annotation", PRETRAINED | {"annotate"}, {"annotate": 3, "pretrain": 1}),
+    ("task_annotation", PRETRAINED | {"annotate"}, {"annotate": 6, "pretrain": 1}),
     ("task_grn", PRETRAINED | GENE_EMBEDDINGS | {"untrained_model"} | GRN, {"grn_infer": 22, "pretrain": 2}),
     ("task_cpa", PRETRAINED | GENE_EMBEDDINGS | {"simulate_drug_screen", "cpa_prepare", "cpa_predict", "cpa_evaluate"},
      {"cpa_predict": 4, "pretrain": 1}),
@@ -247,7 +247,8 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
     assert "grn_dataset" not in rules(jobs)
     # downstream, only the methods that read a model or its embeddings
     assert values(jobs, "came", "method") == ["genecompass_came"]
-    assert values(jobs, "annotate", "method") == ["genecompass", "genecompass_no_pretraining"]
+    assert values(jobs, "annotate", "method") == ["genecompass", "genecompass", "genecompass_no_pretraining",
+                                                  "genecompass_no_pretraining"]  # two datasets
     methods = set(values(jobs, "grn_infer", "method"))
     assert methods == {f"{kind}_{variant}" for kind in ("cosine", "deepsem_prior")
                        for variant in ("genecompass", "no_knowledge", "untrained")}

@@ -83,6 +83,7 @@ from .metrics import annotation_metrics, plot_confusion, row_normalise, seed_sta
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+UNUSED = "unused"  # training-group cells left out by a label budget (train_cells_per_label)
 INITS = ("pretrained", "random")
 _TOKEN_COLUMNS = ["input_ids", "values", "length", "species"]
 
@@ -92,7 +93,7 @@ _TOKEN_COLUMNS = ["input_ids", "values", "length", "species"]
 
 @dataclass(eq=False)
 class GroupSplit:
-    """Train/validation/test assignment of cells (``assignment``: one of SPLITS per obs row).
+    """Train/validation/test assignment of cells (``assignment``: one of SPLITS or UNUSED per obs row).
 
     ``unseen_labels`` maps ``validation``/``test`` to the labels that occur
     there but not among the training cells (kept; they count as errors).
@@ -125,7 +126,7 @@ class GroupSplit:
                 "test_groups": self.test_groups, "validation_groups": self.validation_groups,
                 "validation_fraction": self.validation_fraction, "seed": self.seed,
                 "groups": {split: self.groups(split) for split in SPLITS},
-                "n_cells": {split: int((self.assignment == split).sum()) for split in SPLITS},
+                "n_cells": {split: int((self.assignment == split).sum()) for split in (*SPLITS, UNUSED)},
                 "cells_per_label": {str(label): {split: int(n) for split, n in row.items()}
                                     for label, row in self.counts().iterrows()},
                 "unseen_labels": self.unseen_labels}
@@ -164,7 +165,7 @@ def dataset_labels(obs: pd.DataFrame, label_column: str, source=None, setting: s
 
 def split_by_group(obs: pd.DataFrame, group_column: str, test_groups, validation_groups=None,
                    validation_fraction: float = 0.1, seed: int = 0, *, label_column: str = "cell_type",
-                   allow_unseen_labels: bool = False) -> GroupSplit:
+                   allow_unseen_labels: bool = False, train_cells_per_label: int | None = None) -> GroupSplit:
     """Assign every cell of ``obs`` to train, validation or test by whole groups.
 
     ``test_groups`` (and ``validation_groups`` when given) are values of
@@ -173,6 +174,9 @@ def split_by_group(obs: pd.DataFrame, group_column: str, test_groups, validation
     validation cells are a seeded, per-label fraction ``validation_fraction``
     of the training groups' cells (``round(fraction × n)`` cells of each label,
     at least one of each label left in training), i.e. NOT held-out groups.
+    ``train_cells_per_label`` (a label budget, e.g. 3 for a few-shot setting)
+    then keeps a seeded draw of at most that many training cells per label;
+    the other training-group cells are marked ``unused`` and left out.
 
     Raises a ValueError (:class:`~genecompass.errors.InputError`) naming the
     column and values when a column or a group is unknown, a group is both
@@ -239,6 +243,15 @@ def split_by_group(obs: pd.DataFrame, group_column: str, test_groups, validation
                              f"the validation split is empty: a fraction {validation_fraction} of the "
                              f"{len(train_rows)} training-group cells (per label) gives no cell",
                              "raise validation_fraction or give validation_groups")
+    if train_cells_per_label is not None:
+        if int(train_cells_per_label) < 1:
+            raise InputError(None, "train_cells_per_label", f"{train_cells_per_label} is below 1",
+                             "give a positive number of labelled training cells per label, or null for all")
+        rng = np.random.default_rng([int(seed), 4])
+        train_rows = np.flatnonzero(assignment == "train")
+        for label in sorted(set(labels[train_rows])):
+            rows = train_rows[labels[train_rows] == label]
+            assignment[rng.permutation(rows)[int(train_cells_per_label):]] = UNUSED
     train_labels = set(labels[assignment == "train"])
     unseen: dict[str, list[str]] = {}
     for split in ("validation", "test"):
@@ -454,9 +467,10 @@ def _check_inputs(n_cells: int, labels, split) -> tuple[np.ndarray, np.ndarray, 
     if labels.shape != (n_cells,) or split.shape != (n_cells,):
         raise InputError(None, "labels/split", f"{labels.size} labels and {split.size} split values for "
                                                f"{n_cells} cells", "give one label and one split per cell, in row order")
-    unknown = sorted(set(split) - set(SPLITS))
+    unknown = sorted(set(split) - {*SPLITS, UNUSED})
     if unknown:
-        raise InputError(None, "split", f"unknown split values {unknown}", f"use {list(SPLITS)} (see split_by_group)")
+        raise InputError(None, "split", f"unknown split values {unknown}",
+                         f"use {[*SPLITS, UNUSED]} (see split_by_group)")
     for name in ("train", "validation"):
         if not (split == name).any():
             raise InputError(None, "split", f"no {name} cell", "see split_by_group")
@@ -821,7 +835,7 @@ def logistic_regression_baseline(adata, labels, split, settings: BaselineSetting
 
 
 __all__ = [
-    "INITS", "SPLITS", "AnnotationResult", "BaselineSettings", "FinetuneSettings", "GroupSplit",
+    "INITS", "SPLITS", "UNUSED", "AnnotationResult", "BaselineSettings", "FinetuneSettings", "GroupSplit",
     "annotation_metrics", "build_classifier", "combine_seed_runs", "counts_for_tokens", "dataset_labels",
     "finetune_classifier", "load_tokenized",
     "logistic_regression_baseline", "obs_for_tokens", "plot_confusion", "predict_logits", "row_normalise",
