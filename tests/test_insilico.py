@@ -482,7 +482,8 @@ def test_state_shift_around_an_origin():
 
 
 def test_demo_truth_follows_the_network(tmp_path):
-    """The demo's dosage labels rank TFs by how far half their activity reaches; drivers are the programmes'."""
+    """The demo's dosage labels rank TFs by how far half their activity reaches in the cell types; drivers are
+    the programmes'."""
     from genecompass.insilico.demo import dosage_reach, write_insilico_truth
     from genecompass.insilico.gene_sets import read_drivers, read_gene_list
     from genecompass.simulate import build_world
@@ -490,8 +491,15 @@ def test_demo_truth_follows_the_network(tmp_path):
     world = build_world(7, {"n_human_genes": 300, "n_mouse_genes": 290, "n_tfs": 20, "n_families": 8,
                             "cells_per_sample": 20})
     reach = dosage_reach(world)
-    # every TF has targets, so every reach is positive, and it grows with the out-degree
-    assert (reach["reach"] > 0).all() and reach["reach"].corr(reach["n_targets"]) > 0.5
+    # every TF has targets, so its reach when driven alone is positive, and it grows with the out-degree
+    assert (reach["reach_alone"] > 0).all() and reach["reach_alone"].corr(reach["n_targets"]) > 0.5
+    # in the cell types, a TF no programme turns on reaches nothing; one that is on reaches at least its own mRNA
+    active = reach["active_cell_types"] > 0
+    assert (reach.loc[~active, "reach"] == 0).all() and (reach.loc[active, "reach"] > 0).all()
+    # a driver at full programme input reaches exactly as far as when driven alone
+    drivers_k = np.flatnonzero((world.programs >= 1).any(axis=0))
+    alone = world.programs[:, drivers_k].max(axis=0) == 1
+    assert (reach.loc[drivers_k, "reach"] >= reach.loc[drivers_k, "reach_alone"] - 1e-9)[alone].all()
     paths = write_insilico_truth(tmp_path, seed=7, world_params={"n_human_genes": 300, "n_mouse_genes": 290,
                                                                  "n_tfs": 20, "n_families": 8,
                                                                  "cells_per_sample": 20})

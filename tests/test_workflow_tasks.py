@@ -224,9 +224,12 @@ def test_dosage_sensitivity_methods_side_by_side(demo_run):
     methods = ["genecompass", "genecompass_no_pretraining", "knowledge_logistic"]
     assert sorted(metrics.index.get_level_values("method").unique()) == sorted(methods)
     assert (metrics.xs("auc_gene", level="metric")["n_folds"] == 5).all()
-    # No method recovers the planted labels clearly above chance on the demo (gene-level AUC about 0.6 with
-    # 32 genes; README), so only the protocol is asserted here.
-    assert metrics["mean"].dropna().between(0, 1).all()
+    # Done-when of the dosage task: the fine-tuned GeneCompass recovers the planted labels (each TF's dosage
+    # reach in the cell types) clearly better than chance, over held-out genes and over their occurrences
+    gc = metrics.loc["genecompass", "mean"]
+    assert gc["auc_gene"] > 0.8 and gc["auc_token"] > 0.75, gc
+    # and the pretrained encoder reads a TF's occurrences better than the same encoder without pretraining
+    assert gc["auc_token"] > metrics.loc[("genecompass_no_pretraining", "auc_token"), "mean"] + 0.1
     for method in methods:
         folds = pd.read_csv(out / method / "folds.tsv", sep="\t")
         predictions = pd.read_csv(out / method / "predictions.tsv.gz", sep="\t")

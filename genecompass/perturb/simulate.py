@@ -61,7 +61,9 @@ class PerturbSeqParams:
     n_activated_tfs: int = 16         # CRISPRa of TFs silent in the cell type
     n_knocked_down_tfs: int = 4       # CRISPRi of TFs active in the cell type
     n_other_genes: int = 4            # CRISPRa of non-TF genes: only their own mRNA moves
-    activation_input: float = 1.5     # added TF input activity under CRISPRa
+    # added TF input activity under CRISPRa: a moderate activity (the world's tf_max_activity is 3),
+    # so that with the world's strong edges a pair's log-scale effects stay additive where nothing is planted
+    activation_input: float = 1.0
     activation_log_effect: float = 1.5  # own-mRNA rise under CRISPRa (log scale)
     knockdown_log_effect: float = -2.5  # own-mRNA fall under CRISPRi
     # Planted pair terms, per unit of min(a_A, a_B): synergy adds and buffering takes back this
@@ -71,7 +73,7 @@ class PerturbSeqParams:
     planted_synergy: float = 0.5
     planted_buffering: float = 0.5
     planted_epistasis: float = 0.6
-    planted_neomorphic: float = 2.0
+    planted_neomorphic: float = 3.0
     genes_per_interaction: int = 15
     cells_per_condition: int = 50
     control_cells: int = 500
