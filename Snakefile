@@ -7,7 +7,7 @@
 from snakemake.utils import min_version, validate
 
 from genecompass.errors import check_config
-from genecompass.io import read_sample_sheet
+from genecompass.sample_sheet import read_sample_sheet
 
 min_version("8.0")
 

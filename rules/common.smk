@@ -6,16 +6,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from genecompass.drug.dose_response import METHODS as CPA_METHOD_NAMES
-from genecompass.drug.dose_response import method_uses_genecompass as cpa_uses_genecompass
-from genecompass.drug.profiling import METHODS as DEEPCE_METHOD_NAMES
-from genecompass.drug.profiling import method_uses_genecompass as deepce_uses_genecompass
-from genecompass.grn.task import BASE_METHODS, method_variant
-from genecompass.insilico.gene_sets import drivers_in_config
-from genecompass.perturb.task import METHODS as PERTURBATION_METHOD_NAMES
-from genecompass.perturb.task import method_uses_genecompass
-from genecompass.references import download_target
-from genecompass.summary import HEADLINE as SUMMARY_TASKS
+from genecompass.downloads import download_target
+from genecompass.tasks import TASKS as SUMMARY_TASKS
+from genecompass.tasks.annotation import methods as annotation_methods
+from genecompass.tasks.came import methods as came_methods
+from genecompass.tasks.cpa import methods as cpa_methods
+from genecompass.tasks.deepce import methods as deepce_methods
+from genecompass.tasks.dosage import methods as dosage_methods
+from genecompass.tasks.grn import methods as grn_methods
+from genecompass.tasks.insilico import methods as insilico_methods
+from genecompass.tasks.perturbation import methods as perturbation_methods
 
 SIMULATE_DIR = config["simulate"]["outdir"]
 
@@ -122,7 +122,7 @@ def came_inputs(wildcards):
     pair = came_pair(wildcards.pair)
     inputs = {"reference": [f"results/qc/{s}.h5ad" for s in pair["reference"]],
               "query": [f"results/qc/{s}.h5ad" for s in pair["query"]]}
-    if wildcards.method == "genecompass_came":
+    if came_methods.method_uses_genecompass(wildcards.method):
         variant = config["tasks"]["came"].get("embedding_variant") or main_variant()
         inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
         inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"
@@ -131,7 +131,7 @@ def came_inputs(wildcards):
 
 def came_targets():
     return [f"results/tasks/came/{pair}/{method}/metrics.json" for pair in came_pairs()
-            for method in ("came", "genecompass_came")]
+            for method in came_methods.METHODS]
 
 
 def perturbation_datasets():
@@ -142,14 +142,14 @@ def perturbation_dataset(name):
     return task_dataset("perturbation", name)
 
 
-PERTURBATION_METHODS = list(PERTURBATION_METHOD_NAMES)
+PERTURBATION_METHODS = list(perturbation_methods.METHODS)
 
 
 def perturbation_method_inputs(wildcards):
     entry = perturbation_dataset(wildcards.dataset)
     inputs = {"prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
               "go": reference_file(entry["go_gene_sets"])}
-    if method_uses_genecompass(wildcards.method):
+    if perturbation_methods.method_uses_genecompass(wildcards.method):
         inputs.update(genecompass_embedding_inputs("perturbation"))
     return inputs
 
@@ -176,8 +176,8 @@ def genecompass_embedding_inputs(task):
             "static": f"results/embeddings/{variant}/genes_static.tsv.gz"}
 
 
-CPA_METHODS = list(CPA_METHOD_NAMES)
-DEEPCE_METHODS = list(DEEPCE_METHOD_NAMES)
+CPA_METHODS = list(cpa_methods.METHODS)
+DEEPCE_METHODS = list(deepce_methods.METHODS)
 
 
 def cpa_dataset(name):
@@ -189,7 +189,7 @@ def cpa_method_inputs(wildcards):
     inputs = {"prepared": f"results/tasks/cpa/{wildcards.dataset}/prepared/samples.h5ad"}
     if entry.get("smiles"):
         inputs["smiles"] = reference_file(entry["smiles"])
-    if cpa_uses_genecompass(wildcards.method):
+    if cpa_methods.method_uses_genecompass(wildcards.method):
         inputs.update(genecompass_embedding_inputs("cpa"))
     return inputs
 
@@ -216,7 +216,7 @@ def deepce_dataset(name):
 def deepce_method_inputs(wildcards):
     entry = deepce_dataset(wildcards.dataset)
     inputs = {"prepared": f"results/tasks/deepce/{wildcards.dataset}/prepared/signatures.h5ad"}
-    if deepce_uses_genecompass(wildcards.method):
+    if deepce_methods.method_uses_genecompass(wildcards.method):
         inputs.update(genecompass_embedding_inputs("deepce"))
     elif wildcards.method == "deepce":
         inputs["gene_vectors"] = reference_file(entry["gene_vectors"])
@@ -227,8 +227,8 @@ def deepce_targets():
     return [f"results/tasks/deepce/{name}/metrics.tsv" for name in task_datasets("deepce")]
 
 
-DOSAGE_FINETUNE_METHODS = ("genecompass", "genecompass_no_pretraining")
-DOSAGE_METHODS = (*DOSAGE_FINETUNE_METHODS, "knowledge_logistic")
+DOSAGE_FINETUNE_METHODS = dosage_methods.FINETUNE_METHODS
+DOSAGE_METHODS = dosage_methods.METHODS
 
 
 def dosage_task():
@@ -266,11 +266,11 @@ def insilico_inputs(wildcards):
         "network": f"results/knowledge/inputs/grn_{entry['species']}.tsv",
         "housekeeping": reference_file(entry["housekeeping"]),
         # drivers: a state -> genes mapping in the config, or a file (a path or a download locator)
-        **({} if drivers_in_config(entry) else {"drivers": reference_file(entry["drivers"])}),
+        **({} if insilico_methods.drivers_in_config(entry) else {"drivers": reference_file(entry["drivers"])}),
     }
 
 
-INSILICO_OUTPUTS = ("deletion_tests.tsv", "state_shift.json", "candidates.tsv")
+INSILICO_OUTPUTS = insilico_methods.OUTPUTS
 
 
 def insilico_targets():
@@ -553,7 +553,7 @@ def knowledge_embedding_inputs(wildcards):
     return inputs
 
 
-ANNOTATION_METHODS = ("genecompass", "genecompass_no_pretraining", "logistic_regression")
+ANNOTATION_METHODS = annotation_methods.METHODS
 
 
 def annotation_datasets():
@@ -571,7 +571,7 @@ def annotation_inputs(wildcards):
     dataset = annotation_dataset(wildcards.dataset)
     inputs = {"shards": [f"results/tokens/shards/{s}.arrow" for s in dataset["samples"]],
               "h5ad": [f"results/qc/{s}.h5ad" for s in dataset["samples"]]}
-    if wildcards.method != "logistic_regression":
+    if annotation_methods.method_uses_model(wildcards.method):
         inputs["model"] = f"results/model/{main_variant()}/model"
     return inputs
 
@@ -608,9 +608,8 @@ def grn_variants():
     return analysis_variants()
 
 
-def grn_methods():
-    return [*BASE_METHODS, *[f"{kind}_{variant}" for kind in ("cosine", "deepsem_prior")
-                                 for variant in grn_variants()]]
+def grn_method_names():
+    return grn_methods.methods(grn_variants())
 
 
 def grn_dataset_inputs(wildcards):
@@ -627,7 +626,7 @@ def grn_dataset_inputs(wildcards):
 
 def grn_infer_inputs(wildcards):
     inputs = {"dataset": f"results/tasks/grn/{wildcards.dataset}/input"}
-    variant = method_variant(wildcards.method)
+    variant = grn_methods.method_variant(wildcards.method)
     if variant:
         inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
         inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"

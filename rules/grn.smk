@@ -34,7 +34,7 @@ rule grn_infer:
         metrics="results/tasks/grn/{dataset}/{method}/metrics.tsv",
     wildcard_constraints:
         dataset=grn_dataset_pattern(),
-        method="|".join(grn_methods()),
+        method="|".join(grn_method_names()),
     params:
         task=config["tasks"].get("grn", {}),
         species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
@@ -90,7 +90,7 @@ rule grn_prior_sweep:
 rule grn_summary:
     input:
         metrics=lambda wildcards: [f"results/tasks/grn/{wildcards.dataset}/{method}/metrics.tsv"
-                                   for method in grn_methods()],
+                                   for method in grn_method_names()],
     output:
         table=report(
             "results/tasks/grn/{dataset}/metrics.tsv",
@@ -109,7 +109,7 @@ rule grn_summary:
     wildcard_constraints:
         dataset=grn_dataset_pattern(),
     params:
-        methods=grn_methods(),
+        methods=grn_method_names(),
     log:
         "results/logs/tasks/grn/{dataset}/summary.log",
     benchmark:

@@ -4,12 +4,8 @@ import torch
 
 from genecompass.embed import read_symbol_vectors
 from genecompass.grn.beeline import read_ranked_edges, write_ranked_edges
-from genecompass.grn.task import (
-    evaluate_networks,
-    method_edges,
-    method_variant,
-    read_grn_dataset,
-)
+from genecompass.grn.task import evaluate_networks, method_edges, read_grn_dataset
+from genecompass.tasks.grn.methods import method_variant
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):

@@ -383,7 +383,7 @@ def test_bad_sample_sheet_or_config_stops_the_workflow(world, tmp_path, case):
 
 
 def test_sample_sheet_not_found(tmp_path):
-    from genecompass.io import read_sample_sheet
+    from genecompass.sample_sheet import read_sample_sheet
 
     with pytest.raises(InputError) as error:
         read_sample_sheet(tmp_path / "nope.tsv", ROOT / "workflow/schemas/samples.schema.yaml")
@@ -392,7 +392,7 @@ def test_sample_sheet_not_found(tmp_path):
 
 
 def test_demo_sample_sheet_passes_and_simulated_files_may_be_missing(tmp_path, monkeypatch):
-    from genecompass.io import read_sample_sheet
+    from genecompass.sample_sheet import read_sample_sheet
 
     monkeypatch.chdir(tmp_path)  # nothing simulated yet: the rule makes the files
     sheet = read_sample_sheet(ROOT / "config/samples.tsv", ROOT / "workflow/schemas/samples.schema.yaml",
@@ -429,7 +429,7 @@ def test_hgnc_table_with_wrong_columns(tmp_path):
 
 
 def test_download_without_checksum_is_refused_before_any_request(tmp_path):
-    from genecompass.references import resolve_reference
+    from genecompass.downloads import resolve_reference
 
     source = tmp_path / "served.tsv"
     source.write_text("a\tb\n")

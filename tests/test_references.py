@@ -17,10 +17,9 @@ from conftest import write_text
 
 from genecompass.errors import InputError
 from genecompass.genes import read_gene_table, read_orthologs, symbols_to_ensembl
+from genecompass.downloads import download_target, fetch, resolve_reference
 from genecompass.references import (
-    download_target,
     extract_promoters,
-    fetch,
     mouse_gene_groups,
     network_name,
     read_epd_promoters,
@@ -29,7 +28,6 @@ from genecompass.references import (
     read_network,
     read_networks,
     read_promoters_fasta,
-    resolve_reference,
     reverse_complement,
     write_promoters_fasta,
 )

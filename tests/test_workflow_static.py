@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -157,9 +158,46 @@ def test_every_script_is_used_by_a_rule():
     assert scripts <= used, f"scripts no rule runs: {sorted(scripts - used)}"
 
 
-def run_snakemake(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd,
+def run_snakemake(*args, cwd=ROOT, env=None):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+# Libraries that planning (snakemake -n, --lint, --report) must not load: each costs seconds per
+# Snakemake start, and a cluster's login node may not even have them.
+HEAVY_LIBRARIES = ("torch", "transformers", "torch_geometric", "datasets", "scanpy", "numba", "gensim", "rdkit",
+                   "anndata", "sklearn", "matplotlib", "h5py", "igraph", "safetensors")
+
+# A sitecustomize that makes those libraries unimportable in every Python started with it on the path.
+IMPORT_BLOCKER = f"""
+import sys
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HEAVY_LIBRARIES!r}:
+            raise ImportError(f"{{name}} imported while planning the workflow")
+        return None
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+@pytest.mark.workflow
+def test_planning_imports_no_heavy_library(tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(IMPORT_BLOCKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert blocked.returncode != 0 and "imported while planning" in blocked.stderr, "the import blocker does not work"
+    workdir = tmp_path / "run"
+    result = run_snakemake("-n", "--cores", "1", "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile"),
+                           "--configfile", str(ROOT / "config" / "config.yaml"),
+                           "--config", f"samples={ROOT / 'config' / 'samples.tsv'}", env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert "pretrain" in result.stdout and "summary_table" in result.stdout
+    result = run_snakemake("--lint", env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
 
 
 def test_lint_is_clean():

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..tasks.came.methods import METHODS
 
 log = logging.getLogger(__name__)
 
-METHODS = ("came", "genecompass_came")
 
 
 def homology_from_dictionary(dictionary: pd.DataFrame, reference_species: str, query_species: str) -> pd.DataFrame:
@@ -121,5 +121,5 @@ def consensus_predictions(runs, query_cells) -> pd.DataFrame:
     return frame
 
 
-__all__ = ["METHODS", "consensus_predictions", "gene_vectors", "homology_from_dictionary", "join_samples",
+__all__ = ["consensus_predictions", "gene_vectors", "homology_from_dictionary", "join_samples",
            "run_came_task"]

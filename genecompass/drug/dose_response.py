@@ -23,13 +23,9 @@ from genecompass.drug import baselines
 from genecompass.drug.data import CONTROL, condition_key, load_dose_response
 from genecompass.errors import InputError
 from genecompass.perturb.data import rank_de_genes
+from genecompass.tasks.cpa.methods import METHODS, method_uses_genecompass
 
-METHODS = ("cpa", "genecompass_cpa", "train_mean", "ridge_fingerprint")
 SPLITS = ("train", "test", "ood")
-
-
-def method_uses_genecompass(method: str) -> bool:
-    return method == "genecompass_cpa"
 
 
 @dataclass

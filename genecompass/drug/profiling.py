@@ -19,13 +19,9 @@ import pandas as pd
 
 from genecompass.drug import baselines
 from genecompass.drug.data import load_dose_response, read_smiles_table
+from genecompass.tasks.deepce.methods import METHODS
 
-METHODS = ("deepce", "genecompass_deepce", "train_mean", "ridge_fingerprint")
 METRICS = ("rmse", "pearson", "spearman")
-
-
-def method_uses_genecompass(method: str) -> bool:
-    return method == "genecompass_deepce"
 
 
 def dose_label(dose: float) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..tasks.grn.methods import BASE_METHODS, method_variant
 from ..utils import atomic_output
 from .baselines import (
     correlation_scores,
@@ -41,17 +42,7 @@ from .baselines import (
 from .beeline import evaluate_edges, read_network
 from .deepsem import combine_with_prior, embedding_prior
 
-BASE_METHODS = ("random", "pearson", "spearman", "genie3", "deepsem")
-EMBEDDING_METHOD_PREFIXES = ("cosine_", "deepsem_prior_")
 METRIC_COLUMNS = ("auprc", "auprc_ratio", "epr", "auroc", "early_precision", "density", "n_true", "n_candidates")
-
-
-def method_variant(method: str) -> str | None:
-    """The embedding variant an embedding method uses (``cosine_untrained`` → ``untrained``), else None."""
-    for prefix in EMBEDDING_METHOD_PREFIXES:
-        if method.startswith(prefix):
-            return method[len(prefix):]
-    return None
 
 
 def read_truth_network(path) -> pd.DataFrame:
@@ -375,6 +366,6 @@ def plot_method_table(table: pd.DataFrame, path, title: str = "") -> None:
     plt.close(fig)
 
 
-__all__ = ["BASE_METHODS", "UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression", "method_edges", "read_grn_dataset",
-           "method_variant", "plot_method_table", "plot_prior_sweep", "prior_edges", "prior_sweep", "read_tfs",
+__all__ = ["UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression", "method_edges", "read_grn_dataset",
+           "plot_method_table", "plot_prior_sweep", "prior_edges", "prior_sweep", "read_tfs",
            "read_truth_network"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from ..tasks.insilico.methods import drivers_in_config
 
 SPECIES = ("human", "mouse")
 
@@ -112,12 +113,6 @@ def token_names(dictionary: pd.DataFrame, species: str) -> dict[int, str]:
     own = genes[f"{species}_symbol"].fillna("").astype(str)
     names = own.where(own != "", genes[f"{other}_symbol"].fillna("").astype(str))
     return dict(zip(genes["token_id"].astype(int), names, strict=True))
-
-
-def drivers_in_config(entry: dict) -> bool:
-    """Whether an in-silico dataset's ``drivers`` is a state -> genes mapping (not a file or a download locator)."""
-    drivers = entry["drivers"]
-    return isinstance(drivers, dict) and not {"url", "path"} & set(drivers)
 
 
 def driver_tokens(entry: dict, inputs, lookup: dict[str, int]) -> dict[str, list[int]]:

@@ -20,10 +20,10 @@ from sklearn.linear_model import ElasticNet
 from sklearn.neighbors import KNeighborsRegressor
 
 from genecompass.perturb.data import condition_genes
+from genecompass.tasks.perturbation.methods import REGRESSORS
 
 logger = logging.getLogger(__name__)
 
-REGRESSORS = ("random_forest", "elastic_net", "knn")
 GRIDS = {
     "random_forest": [{"n_estimators": n} for n in (50, 100, 200)],
     "elastic_net": [{"l1_ratio": r, "alpha": a} for r in (0.1, 0.5, 0.9) for a in (0.001, 0.01)],

@@ -13,17 +13,10 @@ import pandas as pd
 from genecompass.embed import genecompass_vectors
 from genecompass.perturb import baselines, data, metrics
 from genecompass.perturb.gears import Gears, GearsSettings
+from genecompass.tasks.perturbation.methods import GEARS_METHODS, METHODS, method_uses_genecompass
 
 logger = logging.getLogger(__name__)
 
-GEARS_METHODS = ("gears", "genecompass_gears")
-FEATURES = ("go", "genecompass")
-METHODS = ("train_mean", *GEARS_METHODS, *[f"{kind}_{feature}" for feature in FEATURES
-                                            for kind in baselines.REGRESSORS])
-
-
-def method_uses_genecompass(method: str) -> bool:
-    return method.endswith("genecompass") or method == "genecompass_gears"
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The annotation task; `methods` is what the workflow plans with."""

@@ -1,0 +1,1 @@
+"""The came task; `methods` is what the workflow plans with."""

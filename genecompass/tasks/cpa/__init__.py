@@ -1,0 +1,1 @@
+"""The cpa task; `methods` is what the workflow plans with."""

@@ -1,0 +1,1 @@
+"""The deepce task; `methods` is what the workflow plans with."""

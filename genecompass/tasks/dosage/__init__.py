@@ -1,0 +1,1 @@
+"""The dosage task; `methods` is what the workflow plans with."""

@@ -1,0 +1,1 @@
+"""The grn task; `methods` is what the workflow plans with."""

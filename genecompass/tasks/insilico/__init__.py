@@ -1,0 +1,1 @@
+"""The insilico task; `methods` is what the workflow plans with."""

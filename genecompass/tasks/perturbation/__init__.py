@@ -1,0 +1,1 @@
+"""The perturbation task; `methods` is what the workflow plans with."""
