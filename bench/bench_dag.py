@@ -27,6 +27,17 @@ In a temporary folder (``--workdir`` to keep it), for each N of ``--sizes``:
   fixed cost (imports, parsing, the ~80 sample-independent jobs), subtracted
   to give the DAG time that grows with N.
 
+* the reference (``--no-reference`` to skip): Snakemake's own cost per job, the floor no workflow
+  can beat. A bare Snakefile (written by this script, :data:`REFERENCE_SNAKEFILE`) reads the same
+  sheet with plain pandas and plans the same per-sample DAG shape as ours, with the same directives (script, log,
+  benchmark, threads, resources, params) (per sample: qc,
+  co-expression, histogram, tokens, one embedding per model variant, cell embeddings; the
+  aggregates over all samples: QC summary, medians, corpus, knowledge, models, gene embeddings,
+  embedding analysis) plus sample-independent filler jobs, so that it plans exactly as many jobs as
+  ours at every N. Its input functions do nothing but format a path. Timed in the same run, right
+  after ours on the same sheet; the ratio ours / reference at the largest N is the figure (target:
+  at most 1.3).
+
 Prints, per N: planned jobs, seconds, DAG seconds (minus the baseline),
 seconds per 1,000 jobs and peak memory; then time(N_max) / time(N_min)
 against N_max / N_min and the log-log slope (least squares) of time against N,
@@ -38,7 +49,7 @@ are skipped, and the result is FAIL.
 
     python bench/bench_dag.py                              # 1,000 / 2,500 / 5,000 / 10,000 samples
     python bench/bench_dag.py --sizes 200 400 800          # quick
-    python bench/bench_dag.py --sizes 10000 --check        # the figure of 10,000 samples
+    python bench/bench_dag.py --sizes 10000 --check        # the figure of 10,000 samples, and its ratio
     python bench/bench_dag.py --snakefile /tmp/copy/Snakefile   # another checkout of the workflow
 """
 
@@ -60,6 +71,191 @@ REPO = Path(__file__).resolve().parents[1]
 FORMATS = (("h5ad", ".h5ad"), ("10x_h5", ".h5"), ("10x_mtx", ""))
 BASELINE_SAMPLES = 4
 EXPONENT_LIMIT = 1.5
+REFERENCE_RATIO_LIMIT = 1.3
+
+# Per-sample DAG shape of the workflow, with input functions that only format paths. Config keys:
+# samples (the sheet), variants (model variants, the first the main one), filler (sample-independent
+# jobs that make the total equal the workflow's).
+REFERENCE_SNAKEFILE = r"""
+import pandas as pd
+
+SAMPLES = pd.read_csv(config["samples"], sep="\\t", dtype=str).set_index("sample", drop=False)
+SPECIES = dict(zip(SAMPLES["sample"], SAMPLES["species"]))
+PATHS = dict(zip(SAMPLES["sample"], SAMPLES["path"]))
+VARIANTS = str(config["variants"]).split(",")
+FILLER = int(config["filler"])
+
+
+def counts(wildcards):
+    return PATHS[wildcards.sample]
+
+
+def species(wildcards):
+    return SPECIES[wildcards.sample]
+
+
+def per_sample(pattern, **wildcards):
+    return [pattern.format(sample=sample, **wildcards) for sample in SAMPLES.index]
+
+
+rule all:
+    input:
+        "qc/summary.txt",
+        "corpus/done.txt",
+        "analysis.txt",
+        expand("genes/{variant}.txt", variant=VARIANTS),
+        per_sample("cells/{sample}.txt"),
+        expand("filler/{i}.txt", i=range(FILLER)),
+
+
+rule qc:
+    input: counts
+    output: "qc/{sample}.txt"
+    params: species=species, seed=config.get("seed", 0)
+    log: "logs/qc/{sample}.log"
+    benchmark: "benchmarks/qc/{sample}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule coexpression:
+    input: "qc/{sample}.txt"
+    output: "coexpression/{sample}.txt"
+    params: species=species, seed=config.get("seed", 0)
+    log: "logs/coexpression/{sample}.log"
+    benchmark: "benchmarks/coexpression/{sample}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule histogram:
+    input: "qc/{sample}.txt"
+    output: "histograms/{sample}.txt"
+    params: species=species, seed=config.get("seed", 0)
+    log: "logs/histograms/{sample}.log"
+    benchmark: "benchmarks/histograms/{sample}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule tokenize:
+    input: "qc/{sample}.txt", "medians.txt"
+    output: "shards/{sample}.txt"
+    params: species=species, seed=config.get("seed", 0)
+    log: "logs/shards/{sample}.log"
+    benchmark: "benchmarks/shards/{sample}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule embed:
+    input: "models/{variant}.txt", "shards/{sample}.txt", "qc/{sample}.txt"
+    output: "embeddings/{variant}/{sample}.txt"
+    params: species=species, seed=config.get("seed", 0)
+    log: "logs/embeddings/{variant}/{sample}.log"
+    benchmark: "benchmarks/embeddings/{variant}/{sample}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule cells:
+    input: lambda wildcards: f"embeddings/{VARIANTS[0]}/{wildcards.sample}.txt", "qc/{sample}.txt"
+    output: "cells/{sample}.txt"
+    params: species=species, seed=config.get("seed", 0)
+    log: "logs/cells/{sample}.log"
+    benchmark: "benchmarks/cells/{sample}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule qc_summary:
+    input: per_sample("qc/{sample}.txt")
+    output: "qc/summary.txt"
+    log: "logs/qc/summary.log"
+    benchmark: "benchmarks/qc/summary.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule knowledge:
+    input: per_sample("coexpression/{sample}.txt")
+    output: "knowledge.txt"
+    log: "logs/knowledge.log"
+    benchmark: "benchmarks/knowledge.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule medians:
+    input: per_sample("histograms/{sample}.txt")
+    output: "medians.txt"
+    log: "logs/medians.log"
+    benchmark: "benchmarks/medians.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule corpus:
+    input: per_sample("shards/{sample}.txt")
+    output: "corpus/done.txt"
+    log: "logs/corpus/done.log"
+    benchmark: "benchmarks/corpus/done.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule model:
+    input: "corpus/done.txt", "knowledge.txt"
+    output: "models/{variant}.txt"
+    log: "logs/models/{variant}.log"
+    benchmark: "benchmarks/models/{variant}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule genes:
+    input: lambda wildcards: per_sample("embeddings/{variant}/{sample}.txt", variant=wildcards.variant)
+    output: "genes/{variant}.txt"
+    log: "logs/genes/{variant}.log"
+    benchmark: "benchmarks/genes/{variant}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule analysis:
+    input: [path for variant in VARIANTS for path in per_sample("embeddings/{variant}/{sample}.txt", variant=variant)]
+    output: "analysis.txt"
+    log: "logs/analysis.log"
+    benchmark: "benchmarks/analysis.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+
+
+rule filler:
+    output: "filler/{i}.txt"
+    log: "logs/filler/{i}.log"
+    benchmark: "benchmarks/filler/{i}.tsv"
+    threads: 1
+    resources: mem_mb=2000, runtime=30
+    script: "noop.py"
+"""
+# Per-sample jobs of the reference: qc, co-expression, histogram, tokens, cells, one embedding a variant.
+REFERENCE_PER_SAMPLE_RULES = 5
+# Its aggregates: qc summary, knowledge, medians, corpus, analysis, all; a model and genes a variant.
+REFERENCE_AGGREGATES = 6
 
 
 # ------------------------------------------------------------------ sample sheets
@@ -107,11 +303,18 @@ def write_sheet(path: Path, columns: list[str], rows: list[dict[str, str]]) -> N
 
 # ------------------------------------------------------------------ one dry run
 
-def dry_run(args, workdir: Path, sheet: Path, log: Path) -> dict:
-    """One ``snakemake -n`` subprocess: wall seconds, peak RSS (MiB), planned jobs."""
-    command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(args.snakefile),
-               "--directory", str(workdir), "--configfile", str(args.configfile),
-               "--config", f"samples={sheet}"]
+def dry_run(args, workdir: Path, sheet: Path, log: Path, reference: dict | None = None) -> dict:
+    """One ``snakemake -n`` subprocess: wall seconds, peak RSS (MiB), planned jobs.
+
+    ``reference``: {snakefile, variants, filler} to time the bare reference workflow instead."""
+    if reference is None:
+        command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(args.snakefile),
+                   "--directory", str(workdir), "--configfile", str(args.configfile),
+                   "--config", f"samples={sheet}"]
+    else:
+        command = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(reference["snakefile"]),
+                   "--directory", str(workdir), "--config", f"samples={sheet}",
+                   f"variants={','.join(reference['variants'])}", f"filler={reference['filler']}"]
     if not args.print_jobs:
         command += ["--quiet", "rules"]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -167,6 +370,8 @@ def main(argv=None) -> int:
                         help="seconds one dry run may take; larger sizes are then skipped (default 900)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help=f"skip the {BASELINE_SAMPLES}-sample run (fixed cost; the DAG columns are then raw)")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="skip the bare reference Snakefile (Snakemake's own cost per job)")
     parser.add_argument("--print-jobs", action="store_true",
                         help="time plain `snakemake -n` (a block per job printed) instead of --quiet rules")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -183,6 +388,17 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         columns = sheet_columns(args.template)
+        reference = None
+        if args.reference:
+            import yaml
+
+            config = yaml.safe_load(args.configfile.read_text())
+            variants = [*config["model"]["variants"], "untrained"]
+            reference_dir = workdir / "reference"
+            reference_dir.mkdir(exist_ok=True)
+            (reference_dir / "Snakefile").write_text(REFERENCE_SNAKEFILE)
+            (reference_dir / "noop.py").write_text("# the reference's script: never run (dry runs only)\n")
+            reference = {"snakefile": reference_dir / "Snakefile", "variants": variants}
         all_rows = sample_rows(sizes[-1])
         started = time.perf_counter()
         write_placeholders(workdir, all_rows)
@@ -198,6 +414,27 @@ def main(argv=None) -> int:
                 raise SystemExit(2)
             state = "timed out" if result["timed_out"] else f"{result['jobs']:,} jobs"
             print(f"  {n:>7,} samples: {result['seconds']:8.1f} s, {state}", flush=True)
+            if reference is not None and not result["timed_out"] and n != BASELINE_SAMPLES:
+                result["reference"] = run_reference(n, sheet, result)
+            return result
+
+        def run_reference(n: int, sheet: Path, ours: dict) -> dict:
+            jobs = ours["jobs"]
+            variants = len(reference["variants"])
+            filler = jobs - n * (REFERENCE_PER_SAMPLE_RULES + variants) - REFERENCE_AGGREGATES - 2 * variants
+            if filler < 0:
+                raise SystemExit(f"the workflow plans {jobs} jobs for {n} samples, fewer than the reference's "
+                                 "per-sample shape: update REFERENCE_SNAKEFILE to the workflow's DAG")
+            folder = workdir / "reference" / str(n)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "inputs").exists() or (folder / "inputs").symlink_to(workdir / "inputs")
+            result = dry_run(args, folder, sheet, workdir / f"reference_{n}.log",
+                             reference={**reference, "filler": filler})
+            if result["timed_out"] or result["rc"] != 0 or result["jobs"] != jobs:
+                fail_run(result, n)
+                raise SystemExit(f"the reference planned {result['jobs']} jobs, not the workflow's {jobs}")
+            print(f"  {n:>7,} samples: {result['seconds']:8.1f} s, the bare reference; "
+                  f"ours / reference {ours['seconds'] / result['seconds']:.2f}", flush=True)
             return result
 
         print(f"snakemake -n of {args.snakefile} (rule all) in {workdir}", flush=True)
@@ -226,7 +463,7 @@ def main(argv=None) -> int:
               f"(subtracted in the DAG columns)")
     print()
     header = (f"  {'samples':>8} {'jobs':>8} {'jobs/sample':>11} {'seconds':>9} {'DAG s':>8} "
-              f"{'s/1k jobs':>10} {'DAG s/1k jobs':>13} {'peak MiB':>9}")
+              f"{'s/1k jobs':>10} {'DAG s/1k jobs':>13} {'peak MiB':>9} {'reference s':>11} {'ours/ref':>8}")
     print(header)
     print("  " + "-" * (len(header) - 2))
     for r in results:
@@ -235,8 +472,10 @@ def main(argv=None) -> int:
                   f"(stopped at --timeout {args.timeout:.0f} s)")
             continue
         dag = r["seconds"] - fixed
+        ref = r.get("reference")
         print(f"  {r['n']:>8,} {r['jobs']:>8,} {r['jobs'] / r['n']:>11.2f} {r['seconds']:>9.1f} {dag:>8.1f} "
-              f"{1000 * r['seconds'] / r['jobs']:>10.2f} {1000 * dag / r['jobs']:>13.2f} {r['peak_mib']:>9.0f}")
+              f"{1000 * r['seconds'] / r['jobs']:>10.2f} {1000 * dag / r['jobs']:>13.2f} {r['peak_mib']:>9.0f}"
+              + (f" {ref['seconds']:>11.1f} {r['seconds'] / ref['seconds']:>8.2f}" if ref else ""))
     for n in skipped:
         print(f"  {n:>8,}   (skipped: a smaller size timed out)")
     print()
@@ -271,6 +510,14 @@ def main(argv=None) -> int:
         largest = done[-1]
         print(f"  figure  {largest['n']:,} samples: snakemake -n plans {largest['jobs']:,} jobs in "
               f"{largest['seconds']:.1f} s")
+        ref = largest.get("reference")
+        if ref:
+            ratio = largest["seconds"] / ref["seconds"]
+            near = ratio <= REFERENCE_RATIO_LIMIT
+            passed = passed and near
+            print(f"  {'PASS' if near else 'FAIL'}  the bare reference plans the same {ref['jobs']:,} jobs in "
+                  f"{ref['seconds']:.1f} s: ours / reference = {ratio:.2f} "
+                  f"({'<=' if near else '>'} {REFERENCE_RATIO_LIMIT})")
     print(f"  wall time of this run {time.perf_counter() - wall:.0f} s")
     return 1 if args.check and not passed else 0
 

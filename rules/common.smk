@@ -20,11 +20,17 @@ from genecompass.tasks.perturbation import methods as perturbation_methods
 SIMULATE_DIR = config["simulate"]["outdir"]
 
 
+# The sheet's rows as plain dicts, built once: input functions run once per job, and a pandas
+# look-up per job is most of the planning time of a large sheet (bench/bench_dag.py).
+SAMPLE_ROWS = samples.to_dict("index")
+
+
 def sample_row(wildcards):
-    if wildcards.sample not in samples.index:
+    row = SAMPLE_ROWS.get(wildcards.sample)
+    if row is None:
         raise ValueError(f"sample '{wildcards.sample}' is not in the sample sheet {config['samples']} "
                          f"(it has {len(samples)} samples, e.g. {list(samples.index[:5])})")
-    return samples.loc[wildcards.sample]
+    return row
 
 
 def sample_species(wildcards):
@@ -89,7 +95,7 @@ def task_entries(task, key, sample_keys):
     """config tasks.<task>.<key> (a list of named entries) by name, their samples checked against the sheet."""
     entries = {}
     for entry in ((config.get("tasks") or {}).get(task) or {}).get(key) or []:
-        unknown = [s for k in sample_keys for s in entry.get(k) or [] if s not in samples.index]
+        unknown = [s for k in sample_keys for s in entry.get(k) or [] if s not in SAMPLE_ROWS]
         if unknown:
             raise ValueError(f"{config['samples']}: tasks.{task}.{key} '{entry['name']}' names samples {unknown} "
                              f"that the sample sheet lacks. Fix: use sample names of the sheet "
@@ -111,7 +117,7 @@ def came_pair(name):
 
 def pair_species(name, side):
     """The one species of a pair's reference or query samples."""
-    found = {samples.loc[sample, "species"] for sample in came_pair(name)[side]}
+    found = {SAMPLE_ROWS[sample]["species"] for sample in came_pair(name)[side]}
     if len(found) != 1:
         raise ValueError(f"tasks.came.pairs.{name}.{side}: samples of species {sorted(found)}; "
                          "use samples of one species per side")
