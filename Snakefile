@@ -25,8 +25,9 @@ check_config(config, f"{SCHEMAS}/config.schema.yaml", workflow.overwrite_configf
 validate(config, "workflow/schemas/config.schema.yaml")
 
 # Columns, values, unique names and existing count files (the simulated world's are made by a rule).
-samples = read_sample_sheet(config["samples"], f"{SCHEMAS}/samples.schema.yaml",
-                            produced_under=config["simulate"]["outdir"])
+samples = read_sample_sheet(
+    config["samples"], f"{SCHEMAS}/samples.schema.yaml", produced_under=config["simulate"]["outdir"]
+)
 samples = samples.set_index("sample", drop=False)
 
 
@@ -56,6 +57,6 @@ include: "rules/targets.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

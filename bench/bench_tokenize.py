@@ -487,7 +487,8 @@ def main(argv=None) -> int:
           f"(cold cache; not in the timings above); loading the cached kernels "
           f"{jit_warm['first_seconds'] - jit_warm['second_seconds']:.1f} s (in each tokenize_sample and "
           f"histogram row above)")
-    print(f"  check   reference, sparse baseline, ours (both thread counts) and shard identical on {ref['cells']:,} cells: "
+    print("  check   reference, sparse baseline, ours (both thread counts) and shard identical on "
+          f"{ref['cells']:,} cells: "
           f"{'yes' if ref['identical'] else 'NO'}")
     if "generate_seconds" in info:
         print(f"  data generation took {info['generate_seconds']:.0f} s (cached in {args.workdir})")

@@ -22,7 +22,6 @@ from anndata import AnnData
 from genecompass.errors import InputError
 from genecompass.sample_sheet import FORMATS
 
-
 _FORMAT_FIX = (f"set the `format` column of the sample sheet to one of {', '.join(FORMATS)} "
                "(h5ad file, 10x .h5 file, or a 10x folder with matrix.mtx[.gz], "
                "features.tsv[.gz] or genes.tsv, barcodes.tsv[.gz])")

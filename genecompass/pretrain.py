@@ -553,7 +553,10 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
     batches_per_epoch = n_epoch_batches // world_size if world_size > 1 else n_epoch_batches
     if batches_per_epoch < 1:
         raise ValueError(f"{len(train)} training cells give no batch per rank ({world_size} ranks)")
-    total_steps = int(settings.max_steps) if settings.max_steps is not None else int(settings.epochs) * batches_per_epoch
+    if settings.max_steps is not None:
+        total_steps = int(settings.max_steps)
+    else:
+        total_steps = int(settings.epochs) * batches_per_epoch
 
     # Model and optimisation (seeded; weights replaced when resuming).
     torch.manual_seed(int(settings.seed))

@@ -42,7 +42,7 @@ class QCParams:
     small_sample: str = "error"
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "QCParams":
+    def from_dict(cls, values: dict | None) -> QCParams:
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -56,7 +56,7 @@ class QCParams:
 
 @dataclass
 class QCResult:
-    adata: "anndata.AnnData"  # noqa: F821 - the filtered sample
+    adata: anndata.AnnData  # noqa: F821 - the filtered sample
     filters: pd.DataFrame  # filter, threshold, cells_removed, cells_remaining
     cell_metrics: pd.DataFrame  # n_genes, mito_fraction, kept: every input cell
     dropped: bool = False

@@ -224,7 +224,7 @@ class WorldParams:
             raise ValueError(f"WorldParams.n_families: at most {len(FAMILY_NAMES)}")
 
     @classmethod
-    def from_overrides(cls, params: dict | None) -> "WorldParams":
+    def from_overrides(cls, params: dict | None) -> WorldParams:
         """Defaults with ``params`` overriding fields; unknown keys raise ValueError."""
         params = dict(params or {})
         known = {f.name: f for f in dataclasses.fields(cls)}

@@ -335,7 +335,7 @@ class BinSpec:
         return np.array([self.n_bins, self.log10_min, self.log10_max], dtype=np.float64)
 
     @classmethod
-    def from_array(cls, values) -> "BinSpec":
+    def from_array(cls, values) -> BinSpec:
         n_bins, lo, hi = (float(v) for v in values)
         return cls(int(n_bins), lo, hi)
 
@@ -359,11 +359,11 @@ class TokenHistogram:
         return np.asarray(self.counts.sum(axis=1)).ravel().astype(np.int64)
 
     @classmethod
-    def empty(cls, bins: BinSpec = BinSpec()) -> "TokenHistogram":
+    def empty(cls, bins: BinSpec = BinSpec()) -> TokenHistogram:
         return cls(np.zeros(0, np.int64), sp.csr_matrix((0, bins.n_bins), dtype=np.int64), bins, 0)
 
     @classmethod
-    def from_values(cls, token_ids, values, bins: BinSpec = BinSpec(), n_cells: int = 0) -> "TokenHistogram":
+    def from_values(cls, token_ids, values, bins: BinSpec = BinSpec(), n_cells: int = 0) -> TokenHistogram:
         """Histogram of (token, positive value) pairs given as two flat arrays."""
         token_ids = np.asarray(token_ids, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
@@ -373,7 +373,7 @@ class TokenHistogram:
         return cls._from_dense(tokens, dense, bins, n_cells)
 
     @classmethod
-    def _from_dense(cls, tokens, dense, bins, n_cells) -> "TokenHistogram":
+    def _from_dense(cls, tokens, dense, bins, n_cells) -> TokenHistogram:
         seen = np.flatnonzero(dense.any(axis=1))
         # Row blocks keep the conversion's temporaries small.
         blocks = [sp.csr_matrix(dense[seen[i:i + 1024]], dtype=np.int64) for i in range(0, len(seen), 1024)]
@@ -397,7 +397,7 @@ class TokenHistogram:
             )
 
     @classmethod
-    def load(cls, path) -> "TokenHistogram":
+    def load(cls, path) -> TokenHistogram:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 version = int(npz["format_version"])
@@ -661,7 +661,8 @@ def tokenize_cell_reference(gene_counts, gene_tokens: np.ndarray, median_by_toke
 
 def shard_features():
     """The ``datasets.Features`` of a shard (docs/formats.md, "Corpus")."""
-    from datasets import Features, Sequence as HFSequence, Value
+    from datasets import Features, Value
+    from datasets import Sequence as HFSequence
 
     return Features({
         "input_ids": HFSequence(Value("int32")),

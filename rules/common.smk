@@ -28,8 +28,10 @@ SAMPLE_ROWS = samples.to_dict("index")
 def sample_row(wildcards):
     row = SAMPLE_ROWS.get(wildcards.sample)
     if row is None:
-        raise ValueError(f"sample '{wildcards.sample}' is not in the sample sheet {config['samples']} "
-                         f"(it has {len(samples)} samples, e.g. {list(samples.index[:5])})")
+        raise ValueError(
+            f"sample '{wildcards.sample}' is not in the sample sheet {config['samples']} "
+            f"(it has {len(samples)} samples, e.g. {list(samples.index[:5])})"
+        )
     return row
 
 
@@ -97,9 +99,11 @@ def task_entries(task, key, sample_keys):
     for entry in ((config.get("tasks") or {}).get(task) or {}).get(key) or []:
         unknown = [s for k in sample_keys for s in entry.get(k) or [] if s not in SAMPLE_ROWS]
         if unknown:
-            raise ValueError(f"{config['samples']}: tasks.{task}.{key} '{entry['name']}' names samples {unknown} "
-                             f"that the sample sheet lacks. Fix: use sample names of the sheet "
-                             f"({list(samples.index)}) or drop the entry.")
+            raise ValueError(
+                f"{config['samples']}: tasks.{task}.{key} '{entry['name']}' names samples {unknown} "
+                f"that the sample sheet lacks. Fix: use sample names of the sheet "
+                f"({list(samples.index)}) or drop the entry."
+            )
         entries[entry["name"]] = entry
     return entries
 
@@ -119,15 +123,19 @@ def pair_species(name, side):
     """The one species of a pair's reference or query samples."""
     found = {SAMPLE_ROWS[sample]["species"] for sample in came_pair(name)[side]}
     if len(found) != 1:
-        raise ValueError(f"tasks.came.pairs.{name}.{side}: samples of species {sorted(found)}; "
-                         "use samples of one species per side")
+        raise ValueError(
+            f"tasks.came.pairs.{name}.{side}: samples of species {sorted(found)}; "
+            "use samples of one species per side"
+        )
     return found.pop()
 
 
 def came_inputs(wildcards):
     pair = came_pair(wildcards.pair)
-    inputs = {"reference": [f"results/qc/{s}.h5ad" for s in pair["reference"]],
-              "query": [f"results/qc/{s}.h5ad" for s in pair["query"]]}
+    inputs = {
+        "reference": [f"results/qc/{s}.h5ad" for s in pair["reference"]],
+        "query": [f"results/qc/{s}.h5ad" for s in pair["query"]],
+    }
     if came_methods.method_uses_genecompass(wildcards.method):
         variant = config["tasks"]["came"].get("embedding_variant") or main_variant()
         inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
@@ -136,8 +144,9 @@ def came_inputs(wildcards):
 
 
 def came_targets():
-    return [f"results/tasks/came/{pair}/{method}/metrics.json" for pair in came_pairs()
-            for method in came_methods.METHODS]
+    return [
+        f"results/tasks/came/{pair}/{method}/metrics.json" for pair in came_pairs() for method in came_methods.METHODS
+    ]
 
 
 def perturbation_datasets():
@@ -153,8 +162,10 @@ PERTURBATION_METHODS = list(perturbation_methods.METHODS)
 
 def perturbation_method_inputs(wildcards):
     entry = perturbation_dataset(wildcards.dataset)
-    inputs = {"prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
-              "go": reference_file(entry["go_gene_sets"])}
+    inputs = {
+        "prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
+        "go": reference_file(entry["go_gene_sets"]),
+    }
     if perturbation_methods.method_uses_genecompass(wildcards.method):
         inputs.update(genecompass_embedding_inputs("perturbation"))
     return inputs
@@ -178,8 +189,10 @@ def task_dataset(task, name):
 
 def genecompass_embedding_inputs(task):
     variant = config["tasks"][task].get("embedding_variant") or main_variant()
-    return {"contextual": f"results/embeddings/{variant}/genes_contextual.tsv.gz",
-            "static": f"results/embeddings/{variant}/genes_static.tsv.gz"}
+    return {
+        "contextual": f"results/embeddings/{variant}/genes_contextual.tsv.gz",
+        "static": f"results/embeddings/{variant}/genes_static.tsv.gz",
+    }
 
 
 CPA_METHODS = list(cpa_methods.METHODS)
@@ -203,9 +216,11 @@ def cpa_method_inputs(wildcards):
 def cpa_evaluate_inputs(wildcards):
     entry = cpa_dataset(wildcards.dataset)
     base = f"results/tasks/cpa/{wildcards.dataset}"
-    inputs = {"prepared": f"{base}/prepared/samples.h5ad",
-              "predictions": [f"{base}/{method}/predictions.h5ad" for method in CPA_METHODS],
-              "curves": [f"{base}/{method}/dose_response.tsv" for method in CPA_METHODS]}
+    inputs = {
+        "prepared": f"{base}/prepared/samples.h5ad",
+        "predictions": [f"{base}/{method}/predictions.h5ad" for method in CPA_METHODS],
+        "curves": [f"{base}/{method}/dose_response.tsv" for method in CPA_METHODS],
+    }
     if entry.get("truth"):
         inputs["truth"] = reference_file(entry["truth"])
     return inputs
@@ -280,8 +295,9 @@ INSILICO_OUTPUTS = insilico_methods.OUTPUTS
 
 
 def insilico_targets():
-    return [f"results/tasks/insilico/{name}/{output}" for name in task_datasets("insilico")
-            for output in INSILICO_OUTPUTS]
+    return [
+        f"results/tasks/insilico/{name}/{output}" for name in task_datasets("insilico") for output in INSILICO_OUTPUTS
+    ]
 
 
 # ---- summary and report ----
@@ -301,12 +317,19 @@ def summary_entries():
         # In-silico perturbation: the summary reads the dataset's folder.
         "insilico": sorted({str(Path(path).parent) for path in insilico_targets()}),
     }
-    entries = {task: [{"task": task, "dataset": Path(path).parts[3], "path": path} for path in paths]
-               for task, paths in results.items()}
+    entries = {
+        task: [{"task": task, "dataset": Path(path).parts[3], "path": path} for path in paths]
+        for task, paths in results.items()
+    }
     # The dosage task has one label set; it is named after the label file.
-    entries["dosage"] = [{"task": "dosage", "path": path,
-                          "dataset": Path(str(reference_file(dosage_task()["labels"]))).name.split(".")[0]}
-                         for path in dosage_targets()]
+    entries["dosage"] = [
+        {
+            "task": "dosage",
+            "path": path,
+            "dataset": Path(str(reference_file(dosage_task()["labels"]))).name.split(".")[0],
+        }
+        for path in dosage_targets()
+    ]
     return {task: entries[task] for task in SUMMARY_TASKS if entries.get(task)}
 
 
@@ -319,14 +342,19 @@ def summary_task_entries(task):
 
 def summary_task_inputs(wildcards):
     if wildcards.task == "insilico":
-        return [f"{entry['path']}/{output}" for entry in summary_task_entries("insilico")
-                for output in INSILICO_OUTPUTS]
+        return [
+            f"{entry['path']}/{output}" for entry in summary_task_entries("insilico") for output in INSILICO_OUTPUTS
+        ]
     return [entry["path"] for entry in summary_task_entries(wildcards.task)]
 
 
 def summary_targets():
-    return ["results/summary/summary.tsv", *[f"results/summary/{task}.png" for task in summary_entries()],
-            "results/summary/qc.png", "results/summary/pretraining.png"]
+    return [
+        "results/summary/summary.tsv",
+        *[f"results/summary/{task}.png" for task in summary_entries()],
+        "results/summary/qc.png",
+        "results/summary/pretraining.png",
+    ]
 
 
 def summary_controls():
@@ -396,8 +424,9 @@ def pretrain_launcher(wildcards, resources):
 
 
 def gene_sum_inputs(wildcards):
-    return {f"sample_{sample}": f"results/embeddings/{wildcards.variant}/samples/{sample}.npz"
-            for sample in samples.index}
+    return {
+        f"sample_{sample}": f"results/embeddings/{wildcards.variant}/samples/{sample}.npz" for sample in samples.index
+    }
 
 
 def embedding_analysis_inputs(wildcards):
@@ -445,9 +474,13 @@ def iter_reference_entries(node=...):
 def downloads():
     """File name in the cache -> the entry to download it from."""
     result = {}
-    task_files = [dataset[key] for task in ("perturbation", "cpa", "deepce") for dataset in task_datasets(task).values()
-                  for key in ("data", "go_gene_sets", "smiles", "gene_vectors", "truth")
-                  if isinstance(dataset.get(key), dict)]
+    task_files = [
+        dataset[key]
+        for task in ("perturbation", "cpa", "deepce")
+        for dataset in task_datasets(task).values()
+        for key in ("data", "go_gene_sets", "smiles", "gene_vectors", "truth")
+        if isinstance(dataset.get(key), dict)
+    ]
     for entry in [*iter_reference_entries(), *task_files]:
         target = reference_file(entry)
         if "url" in entry and Path(target).parent == Path(REFERENCE_CACHE):
@@ -494,7 +527,8 @@ def promoter_entry(species):
         named = " + ".join("/".join(keys) for keys in PROMOTER_SOURCES)
         raise ValueError(
             f"config: references.promoters.{species} has keys {sorted(entry)}; give exactly one source, "
-            f"one of {named} (set the others to null when a config file layers on another)")
+            f"one of {named} (set the others to null when a config file layers on another)"
+        )
     return entry
 
 
@@ -545,8 +579,7 @@ def knowledge_pair_inputs(wildcards):
         return [f"results/knowledge/inputs/grn_{wildcards.species}.tsv"]
     if wildcards.kind == "family":
         return [f"results/knowledge/inputs/families_{wildcards.species}.tsv"]
-    return [f"results/knowledge/inputs/coexpression/{sample}.tsv"
-            for sample in species_samples(wildcards.species)]
+    return [f"results/knowledge/inputs/coexpression/{sample}.tsv" for sample in species_samples(wildcards.species)]
 
 
 def knowledge_embedding_inputs(wildcards):
@@ -573,21 +606,34 @@ def annotation_dataset(name):
     return datasets[name]
 
 
+def annotation_seeds(wildcards):
+    """A dataset's own seeds, else tasks.annotation.seeds, else the workflow seed."""
+    task = config["tasks"]["annotation"]
+    seeds = annotation_dataset(wildcards.dataset).get("seeds") or task.get("seeds") or [config["seed"]]
+    return [int(seed) for seed in seeds]
+
+
 def annotation_inputs(wildcards):
     dataset = annotation_dataset(wildcards.dataset)
-    inputs = {"shards": [f"results/tokens/shards/{s}.arrow" for s in dataset["samples"]],
-              "h5ad": [f"results/qc/{s}.h5ad" for s in dataset["samples"]]}
+    inputs = {
+        "shards": [f"results/tokens/shards/{s}.arrow" for s in dataset["samples"]],
+        "h5ad": [f"results/qc/{s}.h5ad" for s in dataset["samples"]],
+    }
     if annotation_methods.method_uses_model(wildcards.method):
         inputs["model"] = f"results/model/{main_variant()}/model"
     return inputs
 
 
 def annotation_targets():
-    return [f"results/tasks/annotation/{name}/{method}/metrics.json" for name in annotation_datasets()
-            for method in ANNOTATION_METHODS]
+    return [
+        f"results/tasks/annotation/{name}/{method}/metrics.json"
+        for name in annotation_datasets()
+        for method in ANNOTATION_METHODS
+    ]
 
 
 # ---- GRN inference ----
+
 
 def grn_datasets():
     return task_entries("grn", "datasets", ("samples",))
@@ -599,8 +645,10 @@ def grn_dataset(name):
         raise ValueError(f"tasks.grn.datasets has no dataset '{name}' (it has {list(datasets)})")
     entry = datasets[name]
     if bool(entry.get("samples")) == bool(entry.get("expression")):
-        raise ValueError(f"tasks.grn.datasets '{name}': give either samples (QC'd samples of the sheet) or "
-                         "expression (a BEELINE ExpressionData.csv), not both or neither")
+        raise ValueError(
+            f"tasks.grn.datasets '{name}': give either samples (QC'd samples of the sheet) or "
+            "expression (a BEELINE ExpressionData.csv), not both or neither"
+        )
     return entry
 
 
@@ -642,9 +690,16 @@ def grn_infer_inputs(wildcards):
 
 
 def grn_targets():
-    return [path for name in grn_datasets() for path in (
-        f"results/tasks/grn/{name}/metrics.tsv",
-        *[f"results/tasks/grn/{name}/prior_sweep/{variant}.tsv" for variant in grn_variants()],
-        *[f"results/tasks/grn/{name}/deletion/{variant}.tsv" for variant in grn_variants()
-          if grn_dataset(name).get("samples")])] + (
-        [f"results/tasks/grn/ugrn/{variant}.tsv" for variant in grn_variants()] if len(grn_datasets()) > 1 else [])
+    return [
+        path
+        for name in grn_datasets()
+        for path in (
+            f"results/tasks/grn/{name}/metrics.tsv",
+            *[f"results/tasks/grn/{name}/prior_sweep/{variant}.tsv" for variant in grn_variants()],
+            *[
+                f"results/tasks/grn/{name}/deletion/{variant}.tsv"
+                for variant in grn_variants()
+                if grn_dataset(name).get("samples")
+            ],
+        )
+    ] + ([f"results/tasks/grn/ugrn/{variant}.tsv" for variant in grn_variants()] if len(grn_datasets()) > 1 else [])

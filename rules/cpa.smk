@@ -10,21 +10,21 @@ rule cpa_prepare:
         samples="results/tasks/cpa/{dataset}/prepared/samples.h5ad",
         genes="results/tasks/cpa/{dataset}/prepared/genes.json",
         report="results/tasks/cpa/{dataset}/prepared/report.json",
+    log:
+        "results/logs/tasks/cpa/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/tasks/cpa/{dataset}/prepare.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
     params:
         outdir=lambda wildcards, output: Path(output.samples).parent,
         entry=lambda wildcards: cpa_dataset(wildcards.dataset),
         task=config["tasks"].get("cpa", {}),
         seed=config["seed"],
-    log:
-        "results/logs/tasks/cpa/{dataset}/prepare.log",
-    benchmark:
-        "results/benchmarks/tasks/cpa/{dataset}/prepare.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/cpa_prepare.py"
 
@@ -36,23 +36,23 @@ rule cpa_predict:
         predictions="results/tasks/cpa/{dataset}/{method}/predictions.h5ad",
         curves="results/tasks/cpa/{dataset}/{method}/dose_response.tsv",
         info="results/tasks/cpa/{dataset}/{method}/run.json",
-    wildcard_constraints:
-        method="|".join(CPA_METHODS),
-    params:
-        task=config["tasks"].get("cpa", {}),
-        species=lambda wildcards: cpa_dataset(wildcards.dataset).get("species", "human"),
-        seed=config["seed"],
     log:
         "results/logs/tasks/cpa/{dataset}/{method}.log",
     benchmark:
         "results/benchmarks/tasks/cpa/{dataset}/{method}.tsv"
-    threads: 2
+    wildcard_constraints:
+        method="|".join(CPA_METHODS),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=16000,
         runtime=240,
         gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("cpa") else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("cpa", {}),
+        species=lambda wildcards: cpa_dataset(wildcards.dataset).get("species", "human"),
+        seed=config["seed"],
     script:
         "../scripts/cpa_predict.py"
 
@@ -77,18 +77,18 @@ rule cpa_evaluate:
             subcategory="Drug dose response (CPA)",
             labels={"dataset": "{dataset}", "result": "dose response"},
         ),
-    params:
-        methods=CPA_METHODS,
-        min_truth_range=config["tasks"].get("cpa", {}).get("min_truth_range", 0.2),
     log:
         "results/logs/tasks/cpa/{dataset}/evaluate.log",
     benchmark:
         "results/benchmarks/tasks/cpa/{dataset}/evaluate.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        methods=CPA_METHODS,
+        min_truth_range=config["tasks"].get("cpa", {}).get("min_truth_range", 0.2),
     script:
         "../scripts/cpa_evaluate.py"

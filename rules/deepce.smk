@@ -10,21 +10,21 @@ rule deepce_prepare:
         signatures="results/tasks/deepce/{dataset}/prepared/signatures.h5ad",
         smiles="results/tasks/deepce/{dataset}/prepared/smiles.json",
         report="results/tasks/deepce/{dataset}/prepared/report.json",
+    log:
+        "results/logs/tasks/deepce/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/tasks/deepce/{dataset}/prepare.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
     params:
         outdir=lambda wildcards, output: Path(output.signatures).parent,
         entry=lambda wildcards: deepce_dataset(wildcards.dataset),
         task=config["tasks"].get("deepce", {}),
         seed=config["seed"],
-    log:
-        "results/logs/tasks/deepce/{dataset}/prepare.log",
-    benchmark:
-        "results/benchmarks/tasks/deepce/{dataset}/prepare.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/deepce_prepare.py"
 
@@ -35,23 +35,23 @@ rule deepce_predict:
     output:
         predictions="results/tasks/deepce/{dataset}/{method}/predictions.tsv.gz",
         info="results/tasks/deepce/{dataset}/{method}/run.json",
-    wildcard_constraints:
-        method="|".join(DEEPCE_METHODS),
-    params:
-        task=config["tasks"].get("deepce", {}),
-        species=lambda wildcards: deepce_dataset(wildcards.dataset).get("species", "human"),
-        seed=config["seed"],
     log:
         "results/logs/tasks/deepce/{dataset}/{method}.log",
     benchmark:
         "results/benchmarks/tasks/deepce/{dataset}/{method}.tsv"
-    threads: 2
+    wildcard_constraints:
+        method="|".join(DEEPCE_METHODS),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=16000,
         runtime=240,
         gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("deepce") else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("deepce", {}),
+        species=lambda wildcards: deepce_dataset(wildcards.dataset).get("species", "human"),
+        seed=config["seed"],
     script:
         "../scripts/deepce_predict.py"
 
@@ -59,8 +59,9 @@ rule deepce_predict:
 rule deepce_evaluate:
     input:
         signatures="results/tasks/deepce/{dataset}/prepared/signatures.h5ad",
-        predictions=lambda wildcards: [f"results/tasks/deepce/{wildcards.dataset}/{method}/predictions.tsv.gz"
-                                       for method in DEEPCE_METHODS],
+        predictions=lambda wildcards: [
+            f"results/tasks/deepce/{wildcards.dataset}/{method}/predictions.tsv.gz" for method in DEEPCE_METHODS
+        ],
     output:
         metrics=report(
             "results/tasks/deepce/{dataset}/metrics.tsv",
@@ -77,18 +78,18 @@ rule deepce_evaluate:
             subcategory="Drug expression profiles (DeepCE)",
             labels={"dataset": "{dataset}", "result": "metrics figure"},
         ),
-    params:
-        methods=DEEPCE_METHODS,
-        precision_k=config["tasks"].get("deepce", {}).get("precision_k", [10, 50, 100]),
     log:
         "results/logs/tasks/deepce/{dataset}/evaluate.log",
     benchmark:
         "results/benchmarks/tasks/deepce/{dataset}/evaluate.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        methods=DEEPCE_METHODS,
+        precision_k=config["tasks"].get("deepce", {}).get("precision_k", [10, 50, 100]),
     script:
         "../scripts/deepce_evaluate.py"

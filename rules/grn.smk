@@ -8,20 +8,20 @@ rule grn_dataset:
         unpack(grn_dataset_inputs),
     output:
         directory("results/tasks/grn/{dataset}/input"),
-    wildcard_constraints:
-        dataset=grn_dataset_pattern(),
-    params:
-        dataset=lambda wildcards: grn_dataset(wildcards.dataset),
     log:
         "results/logs/tasks/grn/{dataset}/input.log",
     benchmark:
         "results/benchmarks/tasks/grn/{dataset}/input.tsv"
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        dataset=lambda wildcards: grn_dataset(wildcards.dataset),
     script:
         "../scripts/grn_dataset.py"
 
@@ -32,23 +32,23 @@ rule grn_infer:
     output:
         edges="results/tasks/grn/{dataset}/{method}/rankedEdges.csv",
         metrics="results/tasks/grn/{dataset}/{method}/metrics.tsv",
-    wildcard_constraints:
-        dataset=grn_dataset_pattern(),
-        method="|".join(grn_method_names()),
-    params:
-        task=config["tasks"].get("grn", {}),
-        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
-        seed=config["seed"],
     log:
         "results/logs/tasks/grn/{dataset}/{method}.log",
     benchmark:
         "results/benchmarks/tasks/grn/{dataset}/{method}.tsv"
-    threads: 2
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
+        method="|".join(grn_method_names()),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("grn", {}),
+        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
+        seed=config["seed"],
     script:
         "../scripts/grn_infer.py"
 
@@ -68,29 +68,30 @@ rule grn_prior_sweep:
             subcategory="GRN inference",
             labels={"dataset": "{dataset}", "result": "prior sweep: {variant}"},
         ),
-    wildcard_constraints:
-        dataset=grn_dataset_pattern(),
-    params:
-        task=config["tasks"].get("grn", {}),
-        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
     log:
         "results/logs/tasks/grn/{dataset}/prior_sweep_{variant}.log",
     benchmark:
         "results/benchmarks/tasks/grn/{dataset}/prior_sweep_{variant}.tsv"
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("grn", {}),
+        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
     script:
         "../scripts/grn_prior_sweep.py"
 
 
 rule grn_summary:
     input:
-        metrics=lambda wildcards: [f"results/tasks/grn/{wildcards.dataset}/{method}/metrics.tsv"
-                                   for method in grn_method_names()],
+        metrics=lambda wildcards: [
+            f"results/tasks/grn/{wildcards.dataset}/{method}/metrics.tsv" for method in grn_method_names()
+        ],
     output:
         table=report(
             "results/tasks/grn/{dataset}/metrics.tsv",
@@ -106,20 +107,20 @@ rule grn_summary:
             subcategory="GRN inference",
             labels={"dataset": "{dataset}", "result": "methods"},
         ),
-    wildcard_constraints:
-        dataset=grn_dataset_pattern(),
-    params:
-        methods=grn_method_names(),
     log:
         "results/logs/tasks/grn/{dataset}/summary.log",
     benchmark:
         "results/benchmarks/tasks/grn/{dataset}/summary.tsv"
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        methods=grn_method_names(),
     script:
         "../scripts/grn_summary.py"
 
@@ -131,21 +132,21 @@ rule grn_ugrn:
         dictionary="results/tokens/dictionary.tsv",
     output:
         table="results/tasks/grn/ugrn/{variant}.tsv",
-    params:
-        task=config["tasks"].get("grn", {}),
-        species={name: entry["species"] for name, entry in grn_datasets().items()},
-        seed=config["seed"],
     log:
         "results/logs/tasks/grn/ugrn_{variant}.log",
     benchmark:
         "results/benchmarks/tasks/grn/ugrn_{variant}.tsv"
-    threads: 2
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=min(1, config["pretrain"]["gpus"]),
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("grn", {}),
+        species={name: entry["species"] for name, entry in grn_datasets().items()},
+        seed=config["seed"],
     script:
         "../scripts/grn_ugrn.py"
 
@@ -158,21 +159,21 @@ rule grn_deletion:
         dictionary="results/tokens/dictionary.tsv",
     output:
         table="results/tasks/grn/{dataset}/deletion/{variant}.tsv",
-    wildcard_constraints:
-        dataset=grn_dataset_pattern(),
-    params:
-        task=config["tasks"].get("grn", {}),
-        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
-        seed=config["seed"],
     log:
         "results/logs/tasks/grn/{dataset}/deletion_{variant}.log",
     benchmark:
         "results/benchmarks/tasks/grn/{dataset}/deletion_{variant}.tsv"
-    threads: 2
+    wildcard_constraints:
+        dataset=grn_dataset_pattern(),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("grn", {}),
+        species=lambda wildcards: grn_dataset(wildcards.dataset)["species"],
+        seed=config["seed"],
     script:
         "../scripts/grn_deletion.py"

@@ -10,20 +10,20 @@ rule simulate_insilico_truth:
         reach=f"{SIMULATE_DIR}/insilico/dosage_reach.tsv",
         housekeeping=f"{SIMULATE_DIR}/insilico/housekeeping.tsv",
         drivers=f"{SIMULATE_DIR}/insilico/fate_drivers.tsv",
-    params:
-        outdir=lambda wildcards, output: Path(output.labels).parent,
-        seed=config["seed"],
-        world=config["simulate"].get("params", {}),
     log:
         "results/logs/simulate_insilico_truth.log",
     benchmark:
         "results/benchmarks/simulate_insilico_truth.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
+    params:
+        outdir=lambda wildcards, output: Path(output.labels).parent,
+        seed=config["seed"],
+        world=config["simulate"].get("params", {}),
     script:
         "../scripts/simulate_insilico_truth.py"
 
@@ -37,21 +37,21 @@ rule dosage_finetune:
     output:
         folds="results/tasks/dosage/{method}/folds.tsv",
         predictions="results/tasks/dosage/{method}/predictions.tsv.gz",
-    wildcard_constraints:
-        method="|".join(DOSAGE_FINETUNE_METHODS),
-    params:
-        task=dosage_task(),
-        seed=config["seed"],
     log:
         "results/logs/tasks/dosage/{method}.log",
     benchmark:
         "results/benchmarks/tasks/dosage/{method}.tsv"
-    threads: 2
+    wildcard_constraints:
+        method="|".join(DOSAGE_FINETUNE_METHODS),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=dosage_task(),
+        seed=config["seed"],
     script:
         "../scripts/dosage_finetune.py"
 
@@ -64,19 +64,19 @@ rule dosage_logistic:
     output:
         folds="results/tasks/dosage/knowledge_logistic/folds.tsv",
         predictions="results/tasks/dosage/knowledge_logistic/predictions.tsv.gz",
-    params:
-        task=dosage_task(),
-        seed=config["seed"],
     log:
         "results/logs/tasks/dosage/knowledge_logistic.log",
     benchmark:
         "results/benchmarks/tasks/dosage/knowledge_logistic.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=dosage_task(),
+        seed=config["seed"],
     script:
         "../scripts/dosage_logistic.py"
 
@@ -100,18 +100,18 @@ rule dosage_evaluate:
             subcategory="Gene dosage sensitivity",
             labels={"result": "ROC curves"},
         ),
-    params:
-        methods=DOSAGE_METHODS,
     log:
         "results/logs/tasks/dosage/evaluate.log",
     benchmark:
         "results/benchmarks/tasks/dosage/evaluate.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        methods=DOSAGE_METHODS,
     script:
         "../scripts/dosage_evaluate.py"
 
@@ -135,20 +135,20 @@ rule insilico_deletion:
             subcategory="In silico perturbation",
             labels={"dataset": "{dataset}", "result": "deletion shifts"},
         ),
-    params:
-        task=insilico_task(),
-        entry=lambda wildcards: insilico_dataset(wildcards.dataset),
-        seed=config["seed"],
     log:
         "results/logs/tasks/insilico/{dataset}/deletion.log",
     benchmark:
         "results/benchmarks/tasks/insilico/{dataset}/deletion.tsv"
-    threads: 2
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=insilico_task(),
+        entry=lambda wildcards: insilico_dataset(wildcards.dataset),
+        seed=config["seed"],
     script:
         "../scripts/insilico_deletion.py"
 
@@ -167,20 +167,20 @@ rule insilico_state_shift:
             labels={"dataset": "{dataset}", "result": "state shift"},
         ),
         knockout="results/tasks/insilico/{dataset}/knockout_dose.tsv",
-    params:
-        task=insilico_task(),
-        entry=lambda wildcards: insilico_dataset(wildcards.dataset),
-        seed=config["seed"],
     log:
         "results/logs/tasks/insilico/{dataset}/state_shift.log",
     benchmark:
         "results/benchmarks/tasks/insilico/{dataset}/state_shift.tsv"
-    threads: 2
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=insilico_task(),
+        entry=lambda wildcards: insilico_dataset(wildcards.dataset),
+        seed=config["seed"],
     script:
         "../scripts/insilico_state_shift.py"
 
@@ -204,19 +204,19 @@ rule insilico_candidates:
             subcategory="In silico perturbation",
             labels={"dataset": "{dataset}", "result": "candidates"},
         ),
-    params:
-        task=insilico_task(),
-        entry=lambda wildcards: insilico_dataset(wildcards.dataset),
-        seed=config["seed"],
     log:
         "results/logs/tasks/insilico/{dataset}/candidates.log",
     benchmark:
         "results/benchmarks/tasks/insilico/{dataset}/candidates.tsv"
-    threads: 2
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=insilico_task(),
+        entry=lambda wildcards: insilico_dataset(wildcards.dataset),
+        seed=config["seed"],
     script:
         "../scripts/insilico_candidates.py"

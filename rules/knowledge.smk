@@ -10,18 +10,18 @@ rule grn_network:
         hgnc=hgnc_for_species,
     output:
         "results/knowledge/inputs/grn_{species}.tsv",
-    params:
-        specs=network_specs,
     log:
         "results/logs/knowledge/grn_network_{species}.log",
     benchmark:
         "results/benchmarks/knowledge/grn_network_{species}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/core.yaml"
+    params:
+        specs=network_specs,
     script:
         "../scripts/grn_network.py"
 
@@ -36,12 +36,12 @@ rule gene_families:
         "results/logs/knowledge/gene_families_{species}.log",
     benchmark:
         "results/benchmarks/knowledge/gene_families_{species}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/gene_families.py"
 
@@ -52,19 +52,19 @@ rule coexpression_pairs:
     output:
         pairs="results/knowledge/inputs/coexpression/{sample}.tsv",
         stats="results/knowledge/inputs/coexpression/{sample}.stats.tsv",
-    params:
-        settings=config["knowledge"]["coexpression"],
-        seed=config["seed"],
     log:
         "results/logs/knowledge/coexpression_{sample}.log",
     benchmark:
         "results/benchmarks/knowledge/coexpression_{sample}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/core.yaml"
+    params:
+        settings=config["knowledge"]["coexpression"],
+        seed=config["seed"],
     script:
         "../scripts/coexpression_pairs.py"
 
@@ -75,21 +75,21 @@ rule gene2vec_embedding:
     output:
         vectors="results/knowledge/{kind}_{species}.safetensors",
         quality="results/knowledge/{kind}_{species}.quality.json",
-    wildcard_constraints:
-        kind="grn|family|coexpression",
-    params:
-        settings=config["knowledge"],
-        seed=config["seed"],
     log:
         "results/logs/knowledge/{kind}_{species}.log",
     benchmark:
         "results/benchmarks/knowledge/{kind}_{species}.tsv"
+    wildcard_constraints:
+        kind="grn|family|coexpression",
+    conda:
+        "../envs/knowledge.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../envs/knowledge.yaml"
+    params:
+        settings=config["knowledge"],
+        seed=config["seed"],
     script:
         "../scripts/gene2vec_embedding.py"
 
@@ -99,19 +99,19 @@ rule promoter_sequences:
         unpack(promoter_inputs),
     output:
         "results/knowledge/inputs/promoters_{species}.fa",
-    params:
-        upstream=500,
-        downstream=2000,
     log:
         "results/logs/knowledge/promoter_sequences_{species}.log",
     benchmark:
         "results/benchmarks/knowledge/promoter_sequences_{species}.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/core.yaml"
+    params:
+        upstream=500,
+        downstream=2000,
     script:
         "../scripts/promoter_sequences.py"
 
@@ -124,21 +124,21 @@ rule promoter_embedding:
         vectors="results/knowledge/promoter_{species}.safetensors",
         quality="results/knowledge/promoter_{species}.quality.json",
         model=directory("results/knowledge/promoter_model_{species}"),
-    params:
-        settings=config["knowledge"]["promoter"],
-        dim=config["knowledge"]["dim"],
-        seed=config["seed"],
     log:
         "results/logs/knowledge/promoter_{species}.log",
     benchmark:
         "results/benchmarks/knowledge/promoter_{species}.tsv"
-    threads: 2
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=8000,
         runtime=600,
         gpu=config["knowledge"]["promoter"].get("gpus", 0),
-    conda:
-        "../envs/torch.yaml"
+    params:
+        settings=config["knowledge"]["promoter"],
+        dim=config["knowledge"]["dim"],
+        seed=config["seed"],
     script:
         "../scripts/promoter_embedding.py"
 
@@ -167,17 +167,17 @@ rule knowledge:
             category="2. Knowledge",
             labels={"result": "quality table"},
         ),
-    params:
-        dim=config["knowledge"]["dim"],
     log:
         "results/logs/knowledge/assemble.log",
     benchmark:
         "results/benchmarks/knowledge/assemble.tsv"
+    conda:
+        "../envs/knowledge.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/knowledge.yaml"
+    params:
+        dim=config["knowledge"]["dim"],
     script:
         "../scripts/knowledge.py"

@@ -17,8 +17,22 @@ rule pretrain:
             category="3. Pretraining and gene embeddings",
             labels={"variant": "{variant}", "result": "loss curves"},
         ),
+    log:
+        "results/logs/model/pretrain_{variant}.log",
+    benchmark:
+        "results/benchmarks/model/pretrain_{variant}.tsv"
     wildcard_constraints:
         variant="|".join(pretrained_variants()),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["pretrain"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=24 * 60,
+        # One node: `gpu` GPUs (--gpus). Several nodes: `gpus` per node as gres (per node in SLURM).
+        nodes=pretrain_nodes(),
+        gpu=config["pretrain"]["gpus"] if pretrain_nodes() == 1 else 0,
+        gres=f"gpu:{config['pretrain']['gpus']}" if pretrain_nodes() > 1 and config["pretrain"]["gpus"] else "",
     params:
         # Checkpoints live outside the outputs: Snakemake keeps them when a run is
         # interrupted, and the re-run resumes from the last one.
@@ -28,20 +42,6 @@ rule pretrain:
         model_section=lambda wildcards: shell_json(config["model"]),
         pretrain_section=lambda wildcards: shell_json(config["pretrain"]),
         seed=config["seed"],
-    log:
-        "results/logs/model/pretrain_{variant}.log",
-    benchmark:
-        "results/benchmarks/model/pretrain_{variant}.tsv"
-    threads: config["pretrain"].get("threads", 2)
-    resources:
-        mem_mb=16000,
-        runtime=24 * 60,
-        # One node: `gpu` GPUs (--gpus). Several nodes: `gpus` per node as gres (per node in SLURM).
-        nodes=pretrain_nodes(),
-        gpu=config["pretrain"]["gpus"] if pretrain_nodes() == 1 else 0,
-        gres=f"gpu:{config['pretrain']['gpus']}" if pretrain_nodes() > 1 and config["pretrain"]["gpus"] else "",
-    conda:
-        "../envs/torch.yaml"
     shell:
         # PYTHONSAFEPATH: the scripts folder (it has a tokenize module) must not shadow the standard library.
         "export PYTHONSAFEPATH=1; {params.launcher} {params.script:q} --corpus {input.corpus} --knowledge {input.knowledge}"
@@ -58,20 +58,20 @@ rule untrained_model:
         dictionary="results/tokens/dictionary.tsv",
     output:
         model=directory("results/model/untrained/model"),
-    params:
-        model_section=config["model"],
-        variant=main_variant(),
-        seed=config["seed"],
     log:
         "results/logs/model/untrained.log",
     benchmark:
         "results/benchmarks/model/untrained.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        model_section=config["model"],
+        variant=main_variant(),
+        seed=config["seed"],
     script:
         "../scripts/untrained_model.py"
 
@@ -83,22 +83,22 @@ rule embed_sample:
         h5ad="results/qc/{sample}.h5ad",
     output:
         "results/embeddings/{variant}/samples/{sample}.npz",
+    log:
+        "results/logs/embeddings/{variant}/{sample}.log",
+    benchmark:
+        "results/benchmarks/embeddings/{variant}/{sample}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=min(1, config["pretrain"]["gpus"]),
     params:
         settings=config["embeddings"],
         max_length=config["model"]["max_length"],
         species_samples=lambda wildcards: len(species_samples(sample_species(wildcards))),
         seed=config["seed"],
-    log:
-        "results/logs/embeddings/{variant}/{sample}.log",
-    benchmark:
-        "results/benchmarks/embeddings/{variant}/{sample}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=min(1, config["pretrain"]["gpus"]),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/embed_sample.py"
 
@@ -113,12 +113,12 @@ rule cell_embeddings:
         "results/logs/embeddings/{variant}/cells_{sample}.log",
     benchmark:
         "results/benchmarks/embeddings/{variant}/cells_{sample}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/cell_embeddings.py"
 
@@ -135,12 +135,12 @@ rule gene_embeddings:
         "results/logs/embeddings/{variant}/genes.log",
     benchmark:
         "results/benchmarks/embeddings/{variant}/genes.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/gene_embeddings.py"
 
@@ -162,19 +162,19 @@ rule embedding_analysis:
             category="3. Pretraining and gene embeddings",
             labels={"variant": "all", "result": "gene-embedding similarity"},
         ),
-    params:
-        variants=analysis_variants(),
-        n_pairs=config["embeddings"].get("analysis_pairs", 2000),
-        seed=config["seed"],
     log:
         "results/logs/analysis/gene_embeddings.log",
     benchmark:
         "results/benchmarks/analysis/gene_embeddings.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        variants=analysis_variants(),
+        n_pairs=config["embeddings"].get("analysis_pairs", 2000),
+        seed=config["seed"],
     script:
         "../scripts/embedding_analysis.py"

@@ -9,21 +9,21 @@ rule simulate_perturbseq:
         design=f"{SIMULATE_DIR}/perturb/design.tsv",
         interactions=f"{SIMULATE_DIR}/perturb/interactions_truth.tsv",
         go=f"{SIMULATE_DIR}/perturb/go_bp.gmt",
+    log:
+        "results/logs/simulate_perturbseq.log",
+    benchmark:
+        "results/benchmarks/simulate_perturbseq.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         outdir=lambda wildcards, output: Path(output.h5ad).parent,
         seed=config["seed"],
         world=config["simulate"].get("params", {}),
         perturbseq=config["simulate"].get("perturbseq", {}),
-    log:
-        "results/logs/simulate_perturbseq.log",
-    benchmark:
-        "results/benchmarks/simulate_perturbseq.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/simulate_perturbseq.py"
 
@@ -37,20 +37,20 @@ rule perturbation_prepare:
         split="results/tasks/perturbation/{dataset}/prepared/split.json",
         de_genes="results/tasks/perturbation/{dataset}/prepared/de_genes.json",
         report="results/tasks/perturbation/{dataset}/prepared/report.json",
-    params:
-        outdir=lambda wildcards, output: Path(output.cells).parent,
-        task=config["tasks"].get("perturbation", {}),
-        seed=config["seed"],
     log:
         "results/logs/tasks/perturbation/{dataset}/prepare.log",
     benchmark:
         "results/benchmarks/tasks/perturbation/{dataset}/prepare.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=16000,
         runtime=60,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        outdir=lambda wildcards, output: Path(output.cells).parent,
+        task=config["tasks"].get("perturbation", {}),
+        seed=config["seed"],
     script:
         "../scripts/perturbation_prepare.py"
 
@@ -61,23 +61,23 @@ rule perturbation_predict:
     output:
         predictions="results/tasks/perturbation/{dataset}/{method}/predictions.tsv.gz",
         info="results/tasks/perturbation/{dataset}/{method}/run.json",
-    wildcard_constraints:
-        method="|".join(PERTURBATION_METHODS),
-    params:
-        task=config["tasks"].get("perturbation", {}),
-        species=lambda wildcards: perturbation_dataset(wildcards.dataset).get("species", "human"),
-        seed=config["seed"],
     log:
         "results/logs/tasks/perturbation/{dataset}/{method}.log",
     benchmark:
         "results/benchmarks/tasks/perturbation/{dataset}/{method}.tsv"
-    threads: 2
+    wildcard_constraints:
+        method="|".join(PERTURBATION_METHODS),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=16000,
         runtime=240,
         gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("gears") else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        task=config["tasks"].get("perturbation", {}),
+        species=lambda wildcards: perturbation_dataset(wildcards.dataset).get("species", "human"),
+        seed=config["seed"],
     script:
         "../scripts/perturbation_predict.py"
 
@@ -85,8 +85,10 @@ rule perturbation_predict:
 rule perturbation_evaluate:
     input:
         prepared="results/tasks/perturbation/{dataset}/prepared/cells.h5ad",
-        predictions=lambda wildcards: [f"results/tasks/perturbation/{wildcards.dataset}/{method}/predictions.tsv.gz"
-                                       for method in PERTURBATION_METHODS],
+        predictions=lambda wildcards: [
+            f"results/tasks/perturbation/{wildcards.dataset}/{method}/predictions.tsv.gz"
+            for method in PERTURBATION_METHODS
+        ],
     output:
         metrics=report(
             "results/tasks/perturbation/{dataset}/metrics.tsv",
@@ -105,17 +107,17 @@ rule perturbation_evaluate:
             subcategory="Genetic perturbation (GEARS)",
             labels={"dataset": "{dataset}", "result": "Pearson delta"},
         ),
-    params:
-        methods=PERTURBATION_METHODS,
     log:
         "results/logs/tasks/perturbation/{dataset}/evaluate.log",
     benchmark:
         "results/benchmarks/tasks/perturbation/{dataset}/evaluate.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        methods=PERTURBATION_METHODS,
     script:
         "../scripts/perturbation_evaluate.py"

@@ -17,21 +17,21 @@ rule qc:
             subcategory="QC",
             labels={"sample": "{sample}"},
         ),
+    log:
+        "results/logs/qc/{sample}.log",
+    benchmark:
+        "results/benchmarks/qc/{sample}.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         species=sample_species,
         fmt=lambda wildcards: sample_row(wildcards)["format"],
         genome=lambda wildcards: sample_row(wildcards).get("genome", ""),
         qc=config["qc"],
-    log:
-        "results/logs/qc/{sample}.log",
-    benchmark:
-        "results/benchmarks/qc/{sample}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/qc.py"
 
@@ -51,11 +51,11 @@ rule qc_summary:
         "results/logs/qc/summary.log",
     benchmark:
         "results/benchmarks/qc/summary.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/qc_summary.py"

@@ -10,12 +10,12 @@ rule gene_table:
         "results/logs/references/{species}_genes.log",
     benchmark:
         "results/benchmarks/references/{species}_genes.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/gene_table.py"
 
@@ -29,34 +29,34 @@ rule orthologs:
         "results/logs/references/orthologs.log",
     benchmark:
         "results/benchmarks/references/orthologs.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/orthologs.py"
 
 
 rule download_reference:
-    wildcard_constraints:
-        # Only files some config entry downloads; never anything else in the cache.
-        filename="|".join(map(re.escape, downloads())) or "(?!)",
     output:
         f"{REFERENCE_CACHE}/{{filename}}",
-    params:
-        entry=download_params,
-        cache=lambda wildcards, output: Path(output[0]).parent,
     log:
         "results/logs/downloads/{filename}.log",
     benchmark:
         "results/benchmarks/downloads/{filename}.tsv"
+    wildcard_constraints:
+        # Only files some config entry downloads; never anything else in the cache.
+        filename="|".join(map(re.escape, downloads())) or "(?!)",
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=60,
-    conda:
-        "../envs/core.yaml"
+    params:
+        entry=download_params,
+        cache=lambda wildcards, output: Path(output[0]).parent,
     script:
         "../scripts/download_reference.py"

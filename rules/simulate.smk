@@ -18,21 +18,21 @@ rule simulate_world:
         mouse_s1=f"{SIMULATE_DIR}/counts/mouse_s1.h5ad",
         mouse_s2=directory(f"{SIMULATE_DIR}/counts/mouse_s2"),
         truth=directory(f"{SIMULATE_DIR}/truth"),
+    log:
+        "results/logs/simulate_world.log",
+    benchmark:
+        "results/benchmarks/simulate_world.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         # The world's root folder, two levels above a reference file.
         outdir=lambda wildcards, output: Path(output.human_genes).parent.parent,
         seed=config["seed"],
         world=config["simulate"].get("params", {}),
-    log:
-        "results/logs/simulate_world.log",
-    benchmark:
-        "results/benchmarks/simulate_world.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/simulate_world.py"
 
@@ -45,20 +45,20 @@ rule simulate_drug_screen:
         smiles=f"{SIMULATE_DIR}/drug/drugs_smiles.csv",
         gene_vectors=f"{SIMULATE_DIR}/drug/gene_vectors.csv",
         mechanism=f"{SIMULATE_DIR}/drug/mechanism.tsv",
+    log:
+        "results/logs/simulate_drug_screen.log",
+    benchmark:
+        "results/benchmarks/simulate_drug_screen.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         outdir=lambda wildcards, output: Path(output.h5ad).parent,
         seed=config["seed"],
         world=config["simulate"].get("params", {}),
         drug_screen=config["simulate"].get("drug_screen", {}),
-    log:
-        "results/logs/simulate_drug_screen.log",
-    benchmark:
-        "results/benchmarks/simulate_drug_screen.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/simulate_drug_screen.py"

@@ -14,21 +14,21 @@ rule summarise_task:
             category="0. Summary",
             labels={"task": "{task}", "kind": "figure"},
         ),
-    wildcard_constraints:
-        task="|".join(SUMMARY_TASKS),
-    params:
-        entries=lambda wildcards: summary_task_entries(wildcards.task),
-        controls=summary_controls(),
     log:
         "results/logs/summary/{task}.log",
     benchmark:
         "results/benchmarks/summary/{task}.tsv"
+    wildcard_constraints:
+        task="|".join(SUMMARY_TASKS),
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
+    params:
+        entries=lambda wildcards: summary_task_entries(wildcards.task),
+        controls=summary_controls(),
     script:
         "../scripts/summarise_task.py"
 
@@ -47,12 +47,12 @@ rule summary_table:
         "results/logs/summary/summary.log",
     benchmark:
         "results/benchmarks/summary/summary.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
     script:
         "../scripts/summary_table.py"
 
@@ -74,17 +74,17 @@ rule summary_overview:
             category="0. Summary",
             labels={"task": "pretraining", "kind": "figure"},
         ),
-    params:
-        variants=pretrained_variants(),
     log:
         "results/logs/summary/overview.log",
     benchmark:
         "results/benchmarks/summary/overview.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
+    params:
+        variants=pretrained_variants(),
     script:
         "../scripts/summary_overview.py"

@@ -15,23 +15,23 @@ rule came:
             subcategory="Cross-species annotation (CAME)",
             labels={"dataset": "{pair}", "result": "confusion: {method}"},
         ),
+    log:
+        "results/logs/tasks/came/{pair}/{method}.log",
+    benchmark:
+        "results/benchmarks/tasks/came/{pair}/{method}.tsv"
     wildcard_constraints:
         method="came|genecompass_came",
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
+    resources:
+        mem_mb=16000,
+        runtime=240,
     params:
         pair=lambda wildcards: came_pair(wildcards.pair),
         task=config["tasks"]["came"],
         reference_species=lambda wildcards: pair_species(wildcards.pair, "reference"),
         query_species=lambda wildcards: pair_species(wildcards.pair, "query"),
-    log:
-        "results/logs/tasks/came/{pair}/{method}.log",
-    benchmark:
-        "results/benchmarks/tasks/came/{pair}/{method}.tsv"
-    threads: 2
-    resources:
-        mem_mb=16000,
-        runtime=240,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/came.py"
 
@@ -49,22 +49,22 @@ rule annotate:
             subcategory="Cell-type annotation",
             labels={"dataset": "{dataset}", "result": "confusion: {method}"},
         ),
-    wildcard_constraints:
-        method="|".join(ANNOTATION_METHODS),
-    params:
-        dataset=lambda wildcards: annotation_dataset(wildcards.dataset),
-        task=config["tasks"]["annotation"],
-        seeds=[int(s) for s in config["tasks"]["annotation"].get("seeds", [config["seed"]])],
     log:
         "results/logs/tasks/annotation/{dataset}/{method}.log",
     benchmark:
         "results/benchmarks/tasks/annotation/{dataset}/{method}.tsv"
-    threads: 2
+    wildcard_constraints:
+        method="|".join(ANNOTATION_METHODS),
+    conda:
+        "../envs/torch.yaml"
+    threads: config["threads"]["model"]
     resources:
         mem_mb=16000,
         runtime=600,
         gpu=min(1, config["pretrain"]["gpus"]),
-    conda:
-        "../envs/torch.yaml"
+    params:
+        dataset=lambda wildcards: annotation_dataset(wildcards.dataset),
+        task=config["tasks"]["annotation"],
+        seeds=annotation_seeds,
     script:
         "../scripts/annotate.py"

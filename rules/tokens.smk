@@ -9,20 +9,20 @@ rule token_dictionary:
     output:
         table="results/tokens/dictionary.tsv",
         summary="results/tokens/dictionary_summary.json",
-    params:
-        policy=config["tokens"]["homology_policy"],
-        min_confidence=config["tokens"].get("min_ortholog_confidence"),
-        core_biotypes=config["qc"]["core_biotypes"],
     log:
         "results/logs/tokens/dictionary.log",
     benchmark:
         "results/benchmarks/tokens/dictionary.tsv"
+    conda:
+        "../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/core.yaml"
+    params:
+        policy=config["tokens"]["homology_policy"],
+        min_confidence=config["tokens"].get("min_ortholog_confidence"),
+        core_biotypes=config["qc"]["core_biotypes"],
     script:
         "../scripts/token_dictionary.py"
 
@@ -33,20 +33,20 @@ rule gene_histogram:
         dictionary="results/tokens/dictionary.tsv",
     output:
         "results/tokens/histograms/{sample}.npz",
-    params:
-        species=sample_species,
-        target_sum=config["tokens"]["target_sum"],
-        chunk_size=config["tokens"]["chunk_size"],
     log:
         "results/logs/tokens/histograms/{sample}.log",
     benchmark:
         "results/benchmarks/tokens/histograms/{sample}.tsv"
-    threads: 2
+    conda:
+        "../envs/tokens.yaml"
+    threads: config["threads"]["tokens"]
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/tokens.yaml"
+    params:
+        species=sample_species,
+        target_sum=config["tokens"]["target_sum"],
+        chunk_size=config["tokens"]["chunk_size"],
     script:
         "../scripts/gene_histogram.py"
 
@@ -61,12 +61,12 @@ rule gene_medians:
         "results/logs/tokens/medians.log",
     benchmark:
         "results/benchmarks/tokens/medians.tsv"
+    conda:
+        "../envs/tokens.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/tokens.yaml"
     script:
         "../scripts/gene_medians.py"
 
@@ -78,21 +78,21 @@ rule tokenize:
         medians="results/tokens/medians.tsv",
     output:
         "results/tokens/shards/{sample}.arrow",
+    log:
+        "results/logs/tokens/shards/{sample}.log",
+    benchmark:
+        "results/benchmarks/tokens/shards/{sample}.tsv"
+    conda:
+        "../envs/tokens.yaml"
+    threads: config["threads"]["tokens"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         species=sample_species,
         max_length=config["tokens"]["max_length"],
         target_sum=config["tokens"]["target_sum"],
         chunk_size=config["tokens"]["chunk_size"],
-    log:
-        "results/logs/tokens/shards/{sample}.log",
-    benchmark:
-        "results/benchmarks/tokens/shards/{sample}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        "../envs/tokens.yaml"
     script:
         "../scripts/tokenize.py"
 
@@ -103,18 +103,18 @@ rule corpus:
     output:
         corpus=directory("results/corpus/dataset"),
         summary="results/corpus/summary.json",
-    params:
-        validation_fraction=config["tokens"]["validation_fraction"],
-        seed=config["seed"],
     log:
         "results/logs/corpus.log",
     benchmark:
         "results/benchmarks/corpus.tsv"
+    conda:
+        "../envs/tokens.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/tokens.yaml"
+    params:
+        validation_fraction=config["tokens"]["validation_fraction"],
+        seed=config["seed"],
     script:
         "../scripts/corpus.py"

@@ -1,7 +1,5 @@
 """Rule annotate: single-species cell-type annotation of one dataset by one method, over several seeds."""
 
-import torch
-
 from genecompass.annotation.finetune import (
     BaselineSettings,
     FinetuneSettings,
@@ -18,7 +16,6 @@ from genecompass.annotation.metrics import plot_confusion
 from genecompass.utils import atomic_output, logged_to, write_json
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     dataset_spec = snakemake.params.dataset
     task = snakemake.params.task
     method = snakemake.wildcards.method
@@ -45,7 +42,8 @@ with logged_to(snakemake.log[0]):
                                                   BaselineSettings(**{**task.get("baseline", {}), "seed": seed}))
         else:
             init = {"genecompass": "pretrained", "genecompass_no_pretraining": "random"}[method]
-            settings = FinetuneSettings.from_config(task.get("finetune", {}), seed)
+            settings = FinetuneSettings.from_config({**task.get("finetune", {}), **dataset_spec.get("finetune", {})},
+                                                    seed)
             result = finetune_classifier(cells, labels, assignment, snakemake.input.model, init=init,
                                          settings=settings)
         print(f"seed {seed}:", {k: result.metrics[k] for k in ("accuracy", "macro_f1", "n_cells")})

@@ -2,7 +2,7 @@
 
 import anndata as ad
 
-from genecompass.embed import attach_cell_embeddings, load_sample_embeddings
+from genecompass.embedding_files import attach_cell_embeddings, load_sample_embeddings
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):

@@ -2,15 +2,11 @@
 
 from pathlib import Path
 
-import torch
-
-from genecompass.devices import resolve_device
 from genecompass.drug.profiling import read_gene_vectors, read_prepared, run_method
-from genecompass.embed import read_symbol_vectors
+from genecompass.embedding_files import read_symbol_vectors
 from genecompass.utils import atomic_output, logged_to, write_json
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     task = snakemake.params.task
     prepared = read_prepared(Path(snakemake.input.prepared).parent)
     gene_table = None
@@ -19,9 +15,8 @@ with logged_to(snakemake.log[0]):
                                          snakemake.params.species)
     elif "gene_vectors" in snakemake.input.keys():
         gene_table = read_gene_vectors(snakemake.input.gene_vectors)
-    model = dict(task.get("model", {}))
-    model["device"] = str(resolve_device(model.get("device", "auto")))
-    predictions, info = run_method(snakemake.wildcards.method, prepared, snakemake.params.seed, model, gene_table)
+    predictions, info = run_method(snakemake.wildcards.method, prepared, snakemake.params.seed, task.get("model", {}),
+                                   gene_table)
     with atomic_output(snakemake.output.predictions) as tmp:
         predictions.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
     write_json(info, snakemake.output.info)

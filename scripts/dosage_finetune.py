@@ -1,8 +1,6 @@
 """Rule dosage_finetune: gene-stratified cross-validation of the dosage-sensitivity token classifier,
 from the pretrained model (genecompass) or the same architecture without pretraining."""
 
-import torch
-
 from genecompass.annotation.finetune import load_tokenized
 from genecompass.devices import resolve_device
 from genecompass.dictionary import read_dictionary
@@ -13,7 +11,6 @@ from genecompass.utils import atomic_output, logged_to, settings_from_config
 INITS = {"genecompass": "pretrained", "genecompass_no_pretraining": "random"}
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     task = snakemake.params.task
     settings = settings_from_config(DosageSettings, task.get("finetune"), "tasks.dosage.finetune",
                                     seed=snakemake.params.seed)

@@ -2,13 +2,12 @@
 
 import anndata as ad
 import datasets
-import torch
 
-from genecompass.embed import embed_dataset, load_encoder, save_sample_embeddings, select_gene_cells
+from genecompass.embed import embed_dataset, load_encoder
+from genecompass.embedding_files import save_sample_embeddings, select_gene_cells
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     settings = snakemake.params.settings
     cells = settings.get("cells") or {}
     shard = datasets.Dataset.from_file(snakemake.input.shard)

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
-from genecompass.embed import load_sample_embeddings, read_gene_table
 from genecompass.embedding_analysis import cross_species_similarity, plot_similarity, summarize
+from genecompass.embedding_files import load_sample_embeddings, read_gene_table
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):

@@ -1,13 +1,8 @@
 """Rule gene_embeddings: contextual (per species) and static gene-embedding tables of one model."""
 
 from genecompass.dictionary import read_dictionary
-from genecompass.embed import (
-    contextual_gene_table,
-    load_encoder,
-    load_sample_embeddings,
-    pool_by_species,
-    static_gene_table,
-)
+from genecompass.embed import load_encoder, static_gene_table
+from genecompass.embedding_files import contextual_gene_table, load_sample_embeddings, pool_by_species
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):

@@ -1,15 +1,12 @@
 """Rule grn_infer: one method's ranked TF->gene edges on one GRN dataset, scored against every network."""
 
-import torch
-
-from genecompass.embed import read_symbol_vectors
+from genecompass.embedding_files import read_symbol_vectors
 from genecompass.grn.beeline import read_ranked_edges, write_ranked_edges
 from genecompass.grn.task import evaluate_networks, method_edges, read_grn_dataset
 from genecompass.tasks.grn.methods import method_variant
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     method = snakemake.wildcards.method
     expression, tfs, networks = read_grn_dataset(snakemake.input.dataset)
     vectors = None

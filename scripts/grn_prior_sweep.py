@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from genecompass.embed import read_symbol_vectors
+from genecompass.embedding_files import read_symbol_vectors
 from genecompass.grn.beeline import read_ranked_edges
 from genecompass.grn.task import plot_prior_sweep, prior_sweep, read_grn_dataset
 from genecompass.utils import atomic_output, logged_to

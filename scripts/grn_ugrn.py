@@ -2,15 +2,12 @@
 
 from pathlib import Path
 
-import torch
-
 from genecompass.dictionary import read_dictionary
 from genecompass.grn.task import read_grn_dataset, symbol_tokens, ugrn_pairs, ugrn_table
 from genecompass.grn.ugrn import load_pretraining_model
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     settings = snakemake.params.task.get("ugrn", {})
     seed = snakemake.params.seed
     dictionary = read_dictionary(snakemake.input.dictionary)

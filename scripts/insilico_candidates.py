@@ -2,7 +2,6 @@
 towards each target state and away from the source."""
 
 import pandas as pd
-import torch
 
 from genecompass.embed import load_encoder
 from genecompass.insilico.analysis import plot_candidates
@@ -15,7 +14,6 @@ from genecompass.insilico.task import (
 from genecompass.utils import atomic_output, logged_to, write_json
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     task, entry, seed = snakemake.params.task, snakemake.params.entry, snakemake.params.seed
     data = load_state_data(entry, snakemake.input, task.get("max_cells", 200), seed)
     if entry.get("candidates"):

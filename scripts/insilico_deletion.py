@@ -1,7 +1,6 @@
 """Rule insilico_deletion: delete each TF; gene-embedding shifts of its targets vs housekeeping vs other genes."""
 
 import pandas as pd
-import torch
 
 from genecompass.annotation.finetune import load_tokenized
 from genecompass.dictionary import read_dictionary
@@ -17,7 +16,6 @@ from genecompass.insilico.task import deletion_experiment, targets_by_tf
 from genecompass.utils import atomic_output, logged_to
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     task, entry = snakemake.params.task, snakemake.params.entry
     settings = task.get("deletion", {})
     dictionary = read_dictionary(snakemake.input.dictionary)

@@ -1,15 +1,12 @@
 """Rule insilico_state_shift: a target state's drivers overexpressed in source cells vs random gene sets,
 and the source's own drivers knocked down by each factor."""
 
-import torch
-
 from genecompass.embed import load_encoder
 from genecompass.insilico.analysis import plot_state_shift
 from genecompass.insilico.task import load_state_data, state_shift_experiment
 from genecompass.utils import atomic_output, logged_to, write_json
 
 with logged_to(snakemake.log[0]):
-    torch.set_num_threads(snakemake.threads)
     task, entry, seed = snakemake.params.task, snakemake.params.entry, snakemake.params.seed
     data = load_state_data(entry, snakemake.input, task.get("max_cells", 200), seed)
     target = entry["targets"][0]

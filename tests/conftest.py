@@ -12,11 +12,23 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "realdata: slower test over the public files in ../shared/data (skipped when absent)",
-    )
+@pytest.fixture(autouse=True)
+def _snakemake_only_in_workflow_tests(request, monkeypatch):
+    """The fast tier starts no Snakemake: a test that does must carry the ``workflow`` marker."""
+    if request.node.get_closest_marker("workflow"):
+        return
+    import subprocess
+
+    original = subprocess.Popen.__init__
+
+    def guarded(self, args, *rest, **kwargs):
+        words = [str(arg) for arg in (args if isinstance(args, (list, tuple)) else [args])]
+        if any("snakemake" in word.rsplit("/", 1)[-1] for word in words):
+            raise AssertionError(f"{request.node.nodeid} runs Snakemake ({' '.join(words)[:200]}): mark it "
+                                 "@pytest.mark.workflow")
+        original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture(scope="session")

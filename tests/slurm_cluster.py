@@ -170,7 +170,7 @@ class SingleNodeCluster:
             self.SYSTEM_CONF.unlink(missing_ok=True)
             self._wrote_system_conf = False
 
-    def __enter__(self) -> "SingleNodeCluster":
+    def __enter__(self) -> SingleNodeCluster:
         try:
             self.start()
         except BaseException:

@@ -266,6 +266,7 @@ def data_run(world):
             "served": served}
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("sample", list(DATA_CASES))
 def test_bad_data_file_fails_its_qc_job_clearly(data_run, sample):
     result, workdir = data_run["result"], data_run["workdir"]
@@ -282,6 +283,7 @@ def test_bad_data_file_fails_its_qc_job_clearly(data_run, sample):
     assert not leftovers(workdir)
 
 
+@pytest.mark.workflow
 def test_partly_unknown_genes_warn_and_are_reported(data_run):
     """Some identifiers unknown: the sample passes, the log warns, the report lists them."""
     workdir = data_run["workdir"]
@@ -297,6 +299,7 @@ def test_partly_unknown_genes_warn_and_are_reported(data_run):
     assert ad.read_h5ad(workdir / "results/qc/some_unknown_genes.h5ad").n_vars == N_GENES - PARTIAL_UNKNOWN
 
 
+@pytest.mark.workflow
 def test_reference_table_with_wrong_columns(data_run):
     result, workdir = data_run["result"], data_run["workdir"]
     message = error_line(result, f"ERROR: {data_run['bad_table']}: ")
@@ -305,6 +308,7 @@ def test_reference_table_with_wrong_columns(data_run):
     assert not (workdir / "results/references/mouse_genes.tsv").exists()
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("name, expected", [
     ("orthologs_download.csv", ("field 'sha256'", "checksum mismatch: expected " + "0" * 64,
                                 "Fix: check that the URL points at the intended release")),
@@ -361,6 +365,7 @@ PARSE_CASES = {
 }
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("case", list(PARSE_CASES))
 def test_bad_sample_sheet_or_config_stops_the_workflow(world, tmp_path, case):
     root, refs = world

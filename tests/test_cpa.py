@@ -86,23 +86,35 @@ def controls(data, cell_type):
     return X[(drugs == "control") & (cell_types == cell_type)]
 
 
+@pytest.mark.slow
 def test_unseen_dose_beats_the_train_mean_of_the_drug(fitted, data):
-    model, history = fitted
+    """The held-out dose of drug B, predicted from each cell type's controls, beats drug B's mean over its
+    training doses on B's genes, in every seed; genes no drug touches stay at the cell type's own level.
+
+    The second claim is a property of the run, not of every run: on one machine seeds 0-12 kept them within
+    0.15 in every seed, on another (same code and packages, other CPU kernels) in 11 of 13 (seed 0: 0.32 for
+    cell type A). So it is stated over five seeds: within 0.15 in at least four, and in the median.
+    """
     X, drugs, doses, cell_types = data
     train, _, held = split(drugs, doses)
     genes = DRUGS["drugB"][2]
-    assert len(history) == LONG["epochs"]
-    for cell_type in ("A", "B"):
-        truth = X[held][cell_types[held] == cell_type].mean(0)
-        in_train = train[(drugs[train] == "drugB") & (cell_types[train] == cell_type)]
-        train_mean = X[in_train].mean(0)
-        predicted, variance = model.predict(controls(data, cell_type), *HELD_OUT, {"cell_type": cell_type})
-        assert predicted.shape == variance.shape == (N_GENES,) and (variance >= 1e-3).all()
-        error = np.abs(predicted[genes] - truth[genes]).mean()
-        baseline = np.abs(train_mean[genes] - truth[genes]).mean()
-        assert error < 0.8 * baseline, (cell_type, error, baseline)
-        # Genes no drug touches stay at the cell type's own level.
-        assert np.abs(predicted[30:] - truth[30:]).mean() < 0.15
+    untouched = []
+    for seed in range(5):
+        model, history = fitted if seed == 0 else fit(LONG, seed)
+        assert len(history) == LONG["epochs"]
+        worst = 0.0
+        for cell_type in ("A", "B"):
+            truth = X[held][cell_types[held] == cell_type].mean(0)
+            in_train = train[(drugs[train] == "drugB") & (cell_types[train] == cell_type)]
+            train_mean = X[in_train].mean(0)
+            predicted, variance = model.predict(controls(data, cell_type), *HELD_OUT, {"cell_type": cell_type})
+            assert predicted.shape == variance.shape == (N_GENES,) and (variance >= 1e-3).all()
+            error = np.abs(predicted[genes] - truth[genes]).mean()
+            baseline = np.abs(train_mean[genes] - truth[genes]).mean()
+            assert error < 0.8 * baseline, (seed, cell_type, error, baseline)
+            worst = max(worst, float(np.abs(predicted[30:] - truth[30:]).mean()))
+        untouched.append(worst)
+    assert sum(level < 0.15 for level in untouched) >= 4 and np.median(untouched) < 0.15, untouched
 
 
 def test_dose_curves_and_responses_rise_monotonically_from_zero(fitted, data):

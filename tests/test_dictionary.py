@@ -7,8 +7,16 @@ import json
 import pandas as pd
 import pytest
 
-from genecompass.dictionary import (MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS, build_dictionary,
-                                    gene_to_token, read_dictionary, summarize, write_dictionary)
+from genecompass.dictionary import (
+    MASK_TOKEN_ID,
+    PAD_TOKEN_ID,
+    SPECIES_TOKEN_IDS,
+    build_dictionary,
+    gene_to_token,
+    read_dictionary,
+    summarize,
+    write_dictionary,
+)
 from genecompass.errors import InputError
 
 

@@ -7,22 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import random_knowledge
 
-from genecompass.embed import (
+from genecompass.embed import embed_dataset, load_encoder, mean_pairwise_cosine, static_gene_embeddings
+from genecompass.embedding_analysis import cross_species_similarity, summarize
+from genecompass.embedding_files import (
     attach_cell_embeddings,
     contextual_gene_table,
-    embed_dataset,
-    load_encoder,
     load_sample_embeddings,
-    mean_pairwise_cosine,
     pool_by_species,
     save_sample_embeddings,
     select_gene_cells,
-    static_gene_embeddings,
 )
-from genecompass.embedding_analysis import cross_species_similarity, summarize
 from genecompass.model import GeneCompassConfig, GeneCompassForPretraining, GeneCompassModel
 
 VOCAB = 30

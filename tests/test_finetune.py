@@ -121,7 +121,8 @@ def world(tmp_path_factory):
             keep = keep[:-1]
         qc_rows = rows[::-1]  # QC files list cells in another order than the shards: rows are matched by ID
         qc = anndata.AnnData(X=sparse.csr_matrix(counts[np.ix_(qc_rows, keep)]),
-                             obs=obs.loc[qc_rows, ["cell_type", "donor"]].set_index(obs.loc[qc_rows, "cell_id"].to_numpy()),
+                             obs=obs.loc[qc_rows, ["cell_type", "donor"]].set_index(
+                                 obs.loc[qc_rows, "cell_id"].to_numpy()),
                              var=pd.DataFrame(index=[genes[i] for i in keep]))
         qc.obs["cell_type"] = qc.obs["cell_type"].astype("category")
         qc.uns["sample"] = sample

@@ -7,10 +7,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
-from conftest import write_text
 import scipy.sparse as sp
 from anndata import AnnData
+from conftest import write_text
 
 from genecompass.errors import InputError
 from genecompass.genes import (

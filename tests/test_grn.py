@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genecompass.errors import InputError
-from genecompass.grn import baselines, beeline, deepsem
+from genecompass.grn import baselines, beeline, deepsem, prior
 
 # ---------------------------------------------------------------------------
 # A tiny world for hand-computed metrics
@@ -136,7 +136,8 @@ def test_beeline_files_round_trip(tmp_path):
     assert (tmp_path / "rankedEdges.csv").read_text().splitlines()[:2] == ["Gene1\tGene2\tEdgeWeight", "A\tB\t0.9"]
     assert beeline.read_ranked_edges(tmp_path / "rankedEdges.csv").equals(beeline.rank_edges(ranking))
 
-    folder = beeline.write_beeline_dataset(tmp_path / "demo", expression, {"STRING": TRUTH}, tfs=["A", "B"], compress=True)
+    folder = beeline.write_beeline_dataset(tmp_path / "demo", expression, {"STRING": TRUTH}, tfs=["A", "B"],
+                                           compress=True)
     assert beeline.find_expression_file(folder).name == "ExpressionData.csv.gz"
     assert beeline.read_network(folder / "STRING-network.csv").shape == (6, 3)
     assert beeline.read_tf_list(folder / "TFs.csv") == ["A", "B"]
@@ -183,7 +184,8 @@ def test_real_beeline_mesc_layout_and_correlation_beats_random(shared_data):
     network = beeline.read_network(folder / "Lofgof-network.csv")
     assert expression.shape == (1120, 421) and len(tfs) == 1479
     pearson = beeline.evaluate_edges(baselines.correlation_scores(expression, tfs), network, expression.index, tfs)
-    chance = beeline.evaluate_edges(baselines.random_scores(expression.index, tfs, seed=0), network, expression.index, tfs)
+    chance = beeline.evaluate_edges(baselines.random_scores(expression.index, tfs, seed=0), network,
+                                    expression.index, tfs)
     assert pearson["n_truth_dropped"] == 0 and pearson["n_true"] == 4169
     assert pearson["epr"] > 3 * chance["epr"] and pearson["auprc_ratio"] > 2
 
@@ -223,7 +225,8 @@ def test_baselines_beat_random_on_planted_edges(sem):
     expression, _, tfs = sem
     chance = auroc(baselines.random_scores(expression.index, tfs, seed=0), sem)
     assert abs(chance - 0.5) < 0.15
-    for ranking in (baselines.correlation_scores(expression, tfs), baselines.correlation_scores(expression, tfs, "spearman"),
+    for ranking in (baselines.correlation_scores(expression, tfs),
+                    baselines.correlation_scores(expression, tfs, "spearman"),
                     baselines.genie3_scores(expression, tfs, n_trees=30, seed=0),
                     baselines.genie3_scores(expression, tfs, n_trees=30, method="extra_trees", seed=0)):
         assert set(ranking.source) <= set(tfs)
@@ -373,15 +376,15 @@ def test_deepsem_config_validation():
 def test_embedding_prior_and_combination():
     vectors = pd.DataFrame({"d0": [1.0, 0.9, 0.0, 1.0], "d1": [0.0, 0.1, 1.0, 1.0]}, index=["A", "B", "C", "E"])
     genes = ["A", "B", "C", "D"]  # D has no vector
-    prior = deepsem.embedding_prior(vectors, genes, threshold=0.4)
-    assert list(prior.index) == ["A", "B", "C"]
+    related = prior.embedding_prior(vectors, genes, threshold=0.4)
+    assert list(related.index) == ["A", "B", "C"]
     # cos(A,B) = 0.994 (> 0.4), cos(A,C) = 0, cos(B,C) = 0.110
-    assert prior.loc["A", "B"] and prior.loc["B", "A"]
-    assert not prior.loc["A", "C"] and not prior.loc["B", "C"] and not prior.loc["A", "A"]
-    assert not deepsem.embedding_prior(vectors, genes, threshold=0.995).loc["A", "B"]  # strictly above
+    assert related.loc["A", "B"] and related.loc["B", "A"]
+    assert not related.loc["A", "C"] and not related.loc["B", "C"] and not related.loc["A", "A"]
+    assert not prior.embedding_prior(vectors, genes, threshold=0.995).loc["A", "B"]  # strictly above
 
     learned = edges(("A", "C", 0.9), ("A", "B", 0.5), ("B", "C", 0.4), ("A", "D", 0.3), ("B", "A", 0.2))
-    updated = deepsem.combine_with_prior(learned, prior)
+    updated = prior.combine_with_prior(learned, related)
     # A→C and B→C removed (covered, unrelated); A→D kept (D uncovered); order and scores as DeepSEM's.
     assert list(zip(updated.source, updated.target, updated.score)) == [("A", "B", 0.5), ("A", "D", 0.3),
                                                                          ("B", "A", 0.2)]
@@ -389,7 +392,7 @@ def test_embedding_prior_and_combination():
     result = beeline.evaluate_edges(updated, TRUTH, genes, TFS)
     assert result["n_predicted"] == 3 and result["early_precision"] == pytest.approx(0.5)
     with pytest.raises(InputError, match="prior"):
-        deepsem.combine_with_prior(learned, prior.astype(float) * 2)
+        prior.combine_with_prior(learned, related.astype(float) * 2)
 
 
 def test_embedding_cosine_scores_alone():

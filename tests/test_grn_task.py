@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_pretraining_model
 from scipy import sparse
 
-from genecompass.embed import symbol_vectors
+from genecompass.embedding_files import symbol_vectors
 from genecompass.errors import InputError
 from genecompass.grn import task
 
@@ -100,7 +100,8 @@ def test_ugrn_pairs_are_balanced_and_capped():
     assert (pairs["label"] == 1).sum() == 5 and (pairs["label"] == 0).sum() == 5
     truth = set(zip(network.Gene1, network.Gene2))
     assert all((s, t) in truth for s, t in pairs.loc[pairs.label == 1, ["source", "target"]].itertuples(index=False))
-    assert not any((s, t) in truth for s, t in pairs.loc[pairs.label == 0, ["source", "target"]].itertuples(index=False))
+    negatives = pairs.loc[pairs.label == 0, ["source", "target"]].itertuples(index=False)
+    assert not any((s, t) in truth for s, t in negatives)
     again = task.ugrn_pairs(expression, network, ["G0", "G1"], tokens, max_positive=5, seed=3)
     pd.testing.assert_frame_equal(pairs, again)
 

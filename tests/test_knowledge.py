@@ -17,15 +17,28 @@ import scipy.sparse as sp
 from genecompass.errors import InputError
 from genecompass.genes import strip_version
 from genecompass.knowledge.assemble import (
-    KINDS, assemble_knowledge, coverage_table, dictionary_checksum, load_knowledge, plot_coverage,
+    KINDS,
+    assemble_knowledge,
+    coverage_table,
+    dictionary_checksum,
+    load_knowledge,
+    plot_coverage,
     save_knowledge,
 )
 from genecompass.knowledge.coexpression import (
-    coexpressed_pairs, coexpression_from_h5ad, log_normalize, sample_cells,
+    coexpressed_pairs,
+    coexpression_from_h5ad,
+    log_normalize,
+    sample_cells,
 )
 from genecompass.knowledge.evaluate import coregulated_pairs, heldout_pair_auc, pair_auc
 from genecompass.knowledge.gene2vec import (
-    GeneVectors, family_pairs, grn_pairs, load_gene_vectors, save_gene_vectors, train_gene2vec,
+    GeneVectors,
+    family_pairs,
+    grn_pairs,
+    load_gene_vectors,
+    save_gene_vectors,
+    train_gene2vec,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -188,7 +188,8 @@ def test_knowledge_buffers_are_used_and_checked():
     knowledge.masks["promoter"][token] = True
     knowledge.matrices["promoter"][token] += 5.0
     model.set_knowledge(knowledge)
-    assert torch.allclose(model.embeddings.knowledge_promoter[token], torch.from_numpy(knowledge.matrices["promoter"][token]))
+    assert torch.allclose(model.embeddings.knowledge_promoter[token],
+                          torch.from_numpy(knowledge.matrices["promoter"][token]))
     after = model(ids, values, species).last_hidden_state
     assert not torch.allclose(before, after)
     # An uncovered token contributes zeros whatever its stored row.
@@ -330,7 +331,8 @@ def test_save_and_load_round_trip(tmp_path: Path):
         assert torch.allclose(base(ids, values, species).last_hidden_state, a.last_hidden_state, atol=1e-6)
     classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
     assert isinstance(classifier, GeneCompassForSequenceClassification)
-    assert torch.equal(classifier.genecompass.embeddings.knowledge_family, model.genecompass.embeddings.knowledge_family)
+    assert torch.equal(classifier.genecompass.embeddings.knowledge_family,
+                       model.genecompass.embeddings.knowledge_family)
 
 
 # --------------------------------------------------------------------------- learning

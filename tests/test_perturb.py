@@ -288,6 +288,7 @@ def demo_sized(tmp_path_factory):
     return prep, terms
 
 
+@pytest.mark.slow
 def test_gears_beats_train_mean_and_a_broken_gears_does_not(demo_sized):
     prep, terms = demo_sized
     config = {"epochs": 10, "device": "cpu"}  # the demo config's

@@ -67,7 +67,8 @@ def test_vocab_layout(k):
     assert tokenizer.vocab_size == 4 ** k + 5
     assert tokenizer.vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert tokenizer.vocab[5:] == ["".join(p) for p in itertools.product("ACGT", repeat=k)]
-    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id) == (0, 1, 2, 3, 4)
+    special = (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
+    assert special == (0, 1, 2, 3, 4)
     assert tokenizer.k == k
 
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_text
 
+from genecompass.downloads import download_target, fetch, resolve_reference
 from genecompass.errors import InputError
 from genecompass.genes import read_gene_table, read_orthologs, symbols_to_ensembl
-from genecompass.downloads import download_target, fetch, resolve_reference
 from genecompass.references import (
     extract_promoters,
     mouse_gene_groups,

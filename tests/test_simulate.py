@@ -134,7 +134,7 @@ class _KmerIndex:
         self.sorted, self.rows, self.n = key // n, key % n, n
 
     @classmethod
-    def for_lengths(cls, seqs: list[str], lengths) -> dict[int, "_KmerIndex"]:
+    def for_lengths(cls, seqs: list[str], lengths) -> dict[int, _KmerIndex]:
         arr = np.frombuffer("".join(seqs).encode(), dtype=np.uint8).reshape(len(seqs), -1)
         lut = np.zeros(256, dtype=np.int64)
         lut[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)

@@ -28,6 +28,8 @@ from conftest import ROOT
 from demo_slice import copy_from_demo
 from slurm_cluster import SingleNodeCluster, missing_binaries
 
+pytestmark = pytest.mark.workflow
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

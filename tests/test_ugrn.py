@@ -189,7 +189,8 @@ def test_gdt_matches_finite_differences(model):
             up, down = [level] * len(genes), [level] * len(genes)
             up[genes.index(source)] += h     # rank order held fixed, as autograd sees it
             down[genes.index(source)] -= h
-            estimate = (predictions(double, genes, up) - predictions(double, genes, down))[genes.index(target)] / (2 * h)
+            difference = predictions(double, genes, up) - predictions(double, genes, down)
+            estimate = difference[genes.index(target)] / (2 * h)
             assert got[row, t] == pytest.approx(estimate, rel=1e-3, abs=1e-6)
     assert np.abs(got).max() > 1e-3
     batched = gradient_trajectory(double, genes, pairs, base_values=levels, species=HUMAN, batch_size=1)

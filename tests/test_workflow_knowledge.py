@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, run_workflow
 
 pytestmark = pytest.mark.workflow

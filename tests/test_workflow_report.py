@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 from conftest import run_workflow
 
+pytestmark = pytest.mark.workflow
+
 TASKS = ["annotation", "came", "grn", "perturbation", "cpa", "deepce", "dosage", "insilico"]
 CATEGORIES = ["0. Summary", "1. Data and QC", "2. Knowledge", "3. Pretraining and gene embeddings", "4. Tasks"]
 # Besides the summary: each task's own figures, and the QC, knowledge, pretraining and embedding figures.

@@ -200,6 +200,7 @@ def test_planning_imports_no_heavy_library(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
 
 
+@pytest.mark.workflow
 def test_lint_is_clean():
     result = run_snakemake("--lint")
     output = result.stdout + result.stderr
@@ -207,6 +208,7 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in output, output
 
 
+@pytest.mark.workflow
 def test_dry_run_shows_the_dag(tmp_path):
     result = run_snakemake("-n", "--cores", "1", "--directory", str(tmp_path),
                            "--snakefile", str(ROOT / "Snakefile"),
@@ -244,6 +246,7 @@ def planned_pretraining(tmp_path, extra: tuple[str, ...] = (), **pretrain) -> st
     return output
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("gpus, launcher", [
     (0, f"{sys.executable} "), (1, f"{sys.executable} "),
     (2, f"{sys.executable} -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 2 ")])
@@ -255,6 +258,7 @@ def test_pretraining_launcher_follows_the_gpu_count(tmp_path, gpus, launcher):
     assert f"gpu={gpus}" in output
 
 
+@pytest.mark.workflow
 def test_multi_node_pretraining_runs_srun_and_torchrun_with_slurm_variables(tmp_path):
     output = planned_pretraining(tmp_path, gpus=4, nodes=3)
     command = next(line for line in output.splitlines() if "scripts/pretrain.py" in line)
@@ -266,6 +270,7 @@ def test_multi_node_pretraining_runs_srun_and_torchrun_with_slurm_variables(tmp_
     assert "nodes=3" in output and "gres=gpu:4" in output and "gpu=0" in output
 
 
+@pytest.mark.workflow
 @pytest.mark.realdata
 def test_real_config_dry_run_plans_every_stage(shared_data):
     """config/real.yaml layered on the demo config: its lists replace the demo's (samples, pairs)."""
@@ -293,6 +298,7 @@ def dry_run_with_overlay(tmp_path, overlay: dict):
                          "--config", f"samples={ROOT / 'config' / 'samples.tsv'}")
 
 
+@pytest.mark.workflow
 def test_two_promoter_sources_for_a_species_is_a_clear_error(tmp_path):
     result = dry_run_with_overlay(tmp_path, {"references": {"promoters": {"human": {
         "epd_sequences": "a.txt", "epd_ensembl": "b.txt"}}}})  # merged onto the demo's fasta
@@ -301,6 +307,7 @@ def test_two_promoter_sources_for_a_species_is_a_clear_error(tmp_path):
     assert "references.promoters.human has keys ['epd_ensembl', 'epd_sequences', 'fasta']" in output, output[-3000:]
 
 
+@pytest.mark.workflow
 def test_task_naming_an_unknown_sample_is_a_clear_error(tmp_path):
     result = dry_run_with_overlay(tmp_path, {"tasks": {"came": {"seeds": [0], "pairs": [
         {"name": "bad", "reference": ["nope"], "query": ["human_s1"], "label_column": "cell_type"}]}}})

@@ -22,6 +22,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
+pytestmark = pytest.mark.workflow
+
 SAMPLES = ["human_s1", "human_s2", "human_s3", "mouse_s1", "mouse_s2"]
 NAMED_RULES = ["stage_qc", "stage_tokens", "stage_knowledge", "stage_pretrain", "stage_embeddings",
                "task_came", "task_annotation", "task_grn", "task_perturbation", "task_cpa", "task_deepce",

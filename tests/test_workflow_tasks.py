@@ -52,16 +52,22 @@ def test_single_species_annotation_on_a_held_out_sample(demo_run, method, floor)
 
 def test_pretraining_pays_off_with_three_labelled_cells_per_type(demo_run):
     """Done-when of the annotation task: pretrained GeneCompass beats the same model from random weights on
-    macro-F1, in every seed, by a margin that a model whose pretraining learned nothing would not reach."""
+    macro-F1 by a margin that a model whose pretraining learned nothing would not reach.
+
+    Fifteen training cells make one fine-tuning run a noisy draw, so the claim is stated as what it is: over
+    eight seeds (each its own label-budget cells, head and batch order, the same for both models), the mean
+    macro-F1 is higher by more than 0.1, and the pretrained model wins at least six of the eight paired seeds.
+    """
     out = demo_run / "results/tasks/annotation/demo_human_few_labels"
     metrics = {method: json.loads((out / method / "metrics.json").read_text())
                for method in ("genecompass", "genecompass_no_pretraining", "logistic_regression")}
     for summary in metrics.values():
-        assert [split["n_cells"]["train"] for split in summary["splits"]] == [15, 15]  # 3 cells x 5 types
-        assert [split["test_groups"] for split in summary["splits"]] == [["human_s2"], ["human_s2"]]
+        assert summary["seeds"] == list(range(8))
+        assert [split["n_cells"]["train"] for split in summary["splits"]] == [15] * 8  # 3 cells x 5 types
+        assert all(split["test_groups"] == ["human_s2"] for split in summary["splits"])
     pretrained, control = ([row["macro_f1"] for row in metrics[method]["per_seed"]]
                            for method in ("genecompass", "genecompass_no_pretraining"))
-    assert all(p > c for p, c in zip(pretrained, control, strict=True))
+    assert sum(p > c for p, c in zip(pretrained, control, strict=True)) >= 6
     assert metrics["genecompass"]["mean"]["macro_f1"] > metrics["genecompass_no_pretraining"]["mean"]["macro_f1"] + 0.1
 
 
@@ -92,7 +98,7 @@ def test_grn_methods_side_by_side_on_the_planted_network(demo_run):
 def test_genecompass_scores_beat_random_and_a_broken_model_fails_the_margin(demo_run, dataset, species):
     """Done-when of the GRN task: the GeneCompass embedding cosine beats random on the planted network by a
     margin that a broken model, whose gene vectors no longer belong to their genes, does not reach."""
-    from genecompass.embed import read_symbol_vectors
+    from genecompass.embedding_files import read_symbol_vectors
     from genecompass.grn.beeline import read_ranked_edges
     from genecompass.grn.task import (
         embedding_edges,

@@ -279,7 +279,7 @@ def split_by_group(obs: pd.DataFrame, group_column: str, test_groups, validation
 # --------------------------------------------------------------------------- inputs
 
 
-def load_tokenized(paths: Sequence) -> "datasets.Dataset":  # noqa: F821
+def load_tokenized(paths: Sequence) -> datasets.Dataset:  # noqa: F821
     """The tokenized samples (Arrow shards), memory-mapped and concatenated in the given order."""
     import datasets
 
@@ -315,7 +315,8 @@ def _token_keys(dataset) -> pd.DataFrame:
     keys = dataset.select_columns(["sample", "cell_id"]).to_pandas()
     keys.index = keys["sample"].astype(str) + "/" + keys["cell_id"].astype(str)
     if keys.index.has_duplicates:
-        raise InputError(None, "cell_id", f"cells repeated within a sample: {keys.index[keys.index.duplicated()][:5].tolist()}",
+        repeated = keys.index[keys.index.duplicated()][:5].tolist()
+        raise InputError(None, "cell_id", f"cells repeated within a sample: {repeated}",
                          "give each tokenized sample once")
     return keys
 
@@ -466,7 +467,8 @@ def _check_inputs(n_cells: int, labels, split) -> tuple[np.ndarray, np.ndarray, 
     split = np.asarray(split, dtype=object).astype(str)
     if labels.shape != (n_cells,) or split.shape != (n_cells,):
         raise InputError(None, "labels/split", f"{labels.size} labels and {split.size} split values for "
-                                               f"{n_cells} cells", "give one label and one split per cell, in row order")
+                                               f"{n_cells} cells",
+                         "give one label and one split per cell, in row order")
     unknown = sorted(set(split) - {*SPLITS, UNUSED})
     if unknown:
         raise InputError(None, "split", f"unknown split values {unknown}",
@@ -533,7 +535,8 @@ class FinetuneSettings:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(section) - known)
         if unknown:
-            raise InputError(None, ", ".join(unknown), "unknown fine-tuning settings", f"use keys among {sorted(known)}")
+            raise InputError(None, ", ".join(unknown), "unknown fine-tuning settings",
+                             f"use keys among {sorted(known)}")
         return cls(**{**dict(section), "seed": int(seed)})
 
 

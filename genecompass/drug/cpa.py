@@ -36,13 +36,14 @@ import copy
 import logging
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genecompass.devices import resolve_device
 from genecompass.utils import settings_from_config
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class CpaSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, config: dict | None, seed: int) -> "CpaSettings":
+    def from_config(cls, config: dict | None, seed: int) -> CpaSettings:
         settings = settings_from_config(cls, config, "tasks.cpa.model", seed=seed)
         if settings.dose_transform not in ("max", "log"):
             raise ValueError(f"tasks.cpa.model.dose_transform: use 'max' or 'log', not {settings.dose_transform!r}")
@@ -241,6 +242,8 @@ class Cpa:
         """X: cells x genes (float32, dense). drugs: per-cell drug name; cells whose drug == control_label are
         controls (dose ignored, treated as 0). doses: per-cell float. covariates: name -> per-cell labels.
         gene_vectors (vectors, missing) are required by, and only used with, gene_decoder="embedding"."""
+        # 'auto' becomes the device used, so that run.json records it
+        settings = replace(settings, device=str(resolve_device(settings.device)))
         self.settings = settings
         torch.manual_seed(settings.seed)
         self.generator = torch.Generator().manual_seed(settings.seed)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genecompass.devices import resolve_device
 from genecompass.drug.molecules import ATOM_FEATURES, BOND_TYPES, MAX_DEGREE, atom_graph
 from genecompass.drug.profiling import row_pearson
 from genecompass.utils import settings_from_config
@@ -55,6 +56,9 @@ class DeepceSettings:
     cell_dim: int = 50
     dose_dim: int = 4
     dropout: float = 0.1
+    # Dropout of the attention weights; None: ``dropout`` (DeepCE's one rate). On CPU any attention
+    # dropout sends PyTorch's attention down its slow path (~4x the time of the fused kernel).
+    attention_dropout: float | None = None
     lr: float = 2e-4
     batch_size: int = 32
     epochs: int = 120
@@ -62,7 +66,7 @@ class DeepceSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, config: dict | None, seed: int) -> "DeepceSettings":
+    def from_config(cls, config: dict | None, seed: int) -> DeepceSettings:
         settings = settings_from_config(cls, config, "tasks.deepce.model", seed=seed)
         if settings.gene_dim % settings.attention_heads:
             raise ValueError("tasks.deepce.model: gene_dim must be a multiple of attention_heads")
@@ -124,9 +128,10 @@ class GeneEncoder(nn.Module):
 class DrugGeneBlock(nn.Module):
     """Genes attend over a drug's atoms: attention, residual + norm, feed-forward, residual + norm."""
 
-    def __init__(self, gene_dim: int, drug_dim: int, heads: int, hidden: int, dropout: float):
+    def __init__(self, gene_dim: int, drug_dim: int, heads: int, hidden: int, dropout: float,
+                 attention_dropout: float):
         super().__init__()
-        self.attention = nn.MultiheadAttention(gene_dim, heads, dropout=dropout, kdim=drug_dim, vdim=drug_dim,
+        self.attention = nn.MultiheadAttention(gene_dim, heads, dropout=attention_dropout, kdim=drug_dim, vdim=drug_dim,
                                                batch_first=True)
         self.feed_forward = nn.Sequential(nn.Linear(gene_dim, hidden), nn.ReLU(), nn.Linear(hidden, gene_dim))
         self.norm_attention = nn.LayerNorm(gene_dim)
@@ -152,7 +157,7 @@ class GraphBatch:
     max_atoms: int
 
     @classmethod
-    def collate(cls, graphs: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> "GraphBatch":
+    def collate(cls, graphs: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> GraphBatch:
         sizes = [len(atoms) for atoms, _ in graphs]
         offsets = np.cumsum([0] + sizes[:-1])
         bonds = torch.cat([b + torch.tensor([[o], [o], [0]]) for (_, b), o in zip(graphs, offsets)], 1)
@@ -173,8 +178,9 @@ class DeepceModel(nn.Module):
         s = settings
         self.fingerprint = NeuralFingerprint(s.fingerprint_dim, s.fingerprint_layers, s.drug_dim)
         self.genes = GeneEncoder(gene_vectors, gene_missing, s.gene_dim)
-        self.blocks = nn.ModuleList(DrugGeneBlock(s.gene_dim, s.drug_dim, s.attention_heads, s.hidden_dim, s.dropout)
-                                    for _ in range(s.attention_layers))
+        attention_dropout = s.dropout if s.attention_dropout is None else s.attention_dropout
+        self.blocks = nn.ModuleList(DrugGeneBlock(s.gene_dim, s.drug_dim, s.attention_heads, s.hidden_dim, s.dropout,
+                                                  attention_dropout) for _ in range(s.attention_layers))
         self.cell = nn.Embedding(n_cells, s.cell_dim)
         self.dose = nn.Embedding(n_doses, s.dose_dim)
         self.head = nn.Sequential(nn.Linear(s.gene_dim + s.cell_dim + s.dose_dim, s.hidden_dim), nn.ReLU(),
@@ -201,6 +207,8 @@ class DeepCE:
 
     def __init__(self, smiles: dict[str, str], gene_vectors: np.ndarray, cell_lines: list[str], doses: list[str],
                  settings: DeepceSettings, gene_missing: np.ndarray | None = None):
+        # 'auto' becomes the device used, so that run.json records it
+        settings = replace(settings, device=str(resolve_device(settings.device)))
         self.settings = settings
         torch.manual_seed(settings.seed)
         self.device = torch.device(settings.device)

@@ -97,7 +97,8 @@ def prepare(entry: dict, path, task: dict, seed: int, smiles: dict[str, str] | N
               "n_drugs": int(adata.obs.loc[~adata.obs["control"], "drug"].nunique()),
               "doses": [float(d) for d in measured], "ood_doses": ood_doses,
               "samples_per_split": adata.obs["split"].value_counts().to_dict(),
-              "conditions_per_split": adata.obs[~adata.obs["control"]].groupby("split")["condition"].nunique().to_dict(),
+              "conditions_per_split":
+                  adata.obs[~adata.obs["control"]].groupby("split")["condition"].nunique().to_dict(),
               "dropped_wells": (adata.uns.get("source") or {}).get("dropped_wells", 0),
               "drugs_without_smiles": without}
     return prepared, report
@@ -230,7 +231,7 @@ def _ridge(prepared: Prepared, conditions: pd.DataFrame, grid, smiles: dict[str,
 
 def _cpa(method, prepared: Prepared, conditions: pd.DataFrame, grid, seed, model_config, symbol_table):
     from genecompass.drug.cpa import Cpa, CpaSettings
-    from genecompass.embed import genecompass_vectors
+    from genecompass.embedding_files import genecompass_vectors
 
     config = dict(model_config or {})
     config["gene_decoder"] = "embedding" if method_uses_genecompass(method) else "free"

@@ -151,7 +151,7 @@ def run_method(method: str, prepared: Prepared, seed: int, model_config: dict | 
         predicted = model.predict(design(test))
     else:
         from genecompass.drug.deepce import DeepCE, DeepceSettings
-        from genecompass.embed import genecompass_vectors
+        from genecompass.embedding_files import genecompass_vectors
 
         if gene_table is None:
             raise ValueError(f"{method} needs a gene-feature table")

@@ -72,7 +72,7 @@ class DrugScreenParams:
     grid_points: int = 25                # noise-free truth on this many log-spaced doses
 
     @classmethod
-    def from_overrides(cls, params: dict | None) -> "DrugScreenParams":
+    def from_overrides(cls, params: dict | None) -> DrugScreenParams:
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in (params or {}).items()}
         return settings_from_config(cls, values, "simulate.drug_screen")
 
@@ -234,7 +234,8 @@ def coexpression_gene_vectors(world: World, genes: list[str], n_dims: int, seed:
     programmes = world.programs[rng.integers(0, len(world.cell_types), n_profiles)]
     inputs = programmes * np.exp(rng.normal(0, 0.5, programmes.shape))
     logr = world.log_rates(world.tf_activity(inputs, "human"), "human")[:, keep]
-    logr += rng.normal(0, world.params.family_sd, (n_profiles, world.params.n_families)) @ model.family_membership[:, keep]
+    family_factors = rng.normal(0, world.params.family_sd, (n_profiles, world.params.n_families))
+    logr += family_factors @ model.family_membership[:, keep]
     z = (logr - logr.mean(0)) / np.maximum(logr.std(0), 1e-9)
     u, singular, _ = np.linalg.svd(z.T, full_matrices=False)
     vectors = u[:, :n_dims] * singular[:n_dims] / np.sqrt(n_profiles)

@@ -54,7 +54,8 @@ def _batch_tensors(model, cells_batch) -> tuple[torch.Tensor, torch.Tensor, torc
     mask = ids != int(model.config.pad_token_id) if mask is None else torch.as_tensor(mask).bool().cpu()
     if values.shape != ids.shape or mask.shape != ids.shape or species.shape != (ids.shape[0],):
         raise InputError(None, "cells_batch", f"shapes disagree: input_ids {tuple(ids.shape)}, values "
-                         f"{tuple(values.shape)}, attention_mask {tuple(mask.shape)}, species_ids {tuple(species.shape)}",
+                         f"{tuple(values.shape)}, attention_mask {tuple(mask.shape)}, "
+                         f"species_ids {tuple(species.shape)}",
                          "pass a batch from collate_cells or BatchReader")
     return ids, values, mask, species
 

@@ -14,7 +14,7 @@ Methods (names used by the rules):
 - ``cosine_<variant>``: the cosine of two genes' GeneCompass embeddings
   alone, no expression data;
 - ``deepsem_prior_<variant>``: DeepSEM's ranking filtered by the binarised
-  embedding cosine (:func:`genecompass.grn.deepsem.combine_with_prior`) at
+  embedding cosine (:func:`genecompass.grn.prior.combine_with_prior`) at
   the configured threshold (paper 0.4); :func:`prior_sweep` scores every
   threshold of a grid so the choice can be checked.
 
@@ -40,7 +40,7 @@ from .baselines import (
     random_scores,
 )
 from .beeline import evaluate_edges, read_network
-from .deepsem import combine_with_prior, embedding_prior
+from .prior import combine_with_prior, embedding_prior
 
 METRIC_COLUMNS = ("auprc", "auprc_ratio", "epr", "auroc", "early_precision", "density", "n_true", "n_candidates")
 
@@ -366,6 +366,8 @@ def plot_method_table(table: pd.DataFrame, path, title: str = "") -> None:
     plt.close(fig)
 
 
-__all__ = ["UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table", "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression", "method_edges", "read_grn_dataset",
+__all__ = ["UGRN_EXTRACTORS", "deletion_table", "symbol_tokens", "ugrn_features", "ugrn_pairs", "ugrn_table",
+           "baseline_edges", "embedding_edges", "evaluate_networks", "export_expression", "method_edges",
+           "read_grn_dataset",
            "plot_method_table", "plot_prior_sweep", "prior_edges", "prior_sweep", "read_tfs",
            "read_truth_network"]

@@ -593,7 +593,8 @@ def sample_training_pairs(network: pd.DataFrame, gene_tokens: Mapping[str, int],
     elif {"source", "target"} <= set(network.columns):
         edges = network[["source", "target"]]
     else:
-        raise InputError(None, "network", f"needs columns Gene1, Gene2 (or source, target); has {list(network.columns)}",
+        raise InputError(None, "network",
+                         f"needs columns Gene1, Gene2 (or source, target); has {list(network.columns)}",
                          "name the regulator column 'Gene1' and the target column 'Gene2'")
     if not np.isfinite(negative_ratio) or negative_ratio < 0:
         raise InputError(None, "negative_ratio", f"must be a non-negative number, got {negative_ratio}",

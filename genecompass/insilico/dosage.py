@@ -123,7 +123,8 @@ class DosageSettings:
         if int(self.n_cells) < 1:
             raise InputError(None, "n_cells", f"{self.n_cells} is below 1", "give a positive number of cells")
         if int(self.freeze_layers) < -1:
-            raise InputError(None, "freeze_layers", f"{self.freeze_layers}", "give 0 (none), a layer count, or -1 (all)")
+            raise InputError(None, "freeze_layers", f"{self.freeze_layers}",
+                             "give 0 (none), a layer count, or -1 (all)")
         if int(self.n_folds) < 2:
             raise InputError(None, "n_folds", f"{self.n_folds} is below 2", "cross-validation needs 2 or more folds")
         if self.max_length is not None and int(self.max_length) < 1:

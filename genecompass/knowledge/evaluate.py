@@ -24,7 +24,7 @@ meaningful when the network has structure beyond the edges themselves.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd

@@ -126,7 +126,8 @@ class KmerTokenizer:
     @classmethod
     def default(cls, k: int = 6) -> KmerTokenizer:
         if not 1 <= k <= 12:
-            raise InputError(None, "k", f"k-mer length {k} is out of range", "choose k between 1 and 12 (DNABERT uses 3 to 6)")
+            raise InputError(None, "k", f"k-mer length {k} is out of range",
+                             "choose k between 1 and 12 (DNABERT uses 3 to 6)")
         return cls(list(SPECIAL_TOKENS) + all_kmers(k))
 
     @classmethod

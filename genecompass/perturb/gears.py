@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import SGConv
 
+from genecompass.devices import resolve_device
 from genecompass.perturb.data import condition_genes
 from genecompass.utils import settings_from_config
 
@@ -68,7 +69,7 @@ class GearsSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, config: dict | None, seed: int) -> "GearsSettings":
+    def from_config(cls, config: dict | None, seed: int) -> GearsSettings:
         settings = settings_from_config(cls, config, "tasks.perturbation.gears", seed=seed)
         if settings.loss not in ("gears", "top_de_mse"):
             raise ValueError("tasks.perturbation.gears.loss: use 'gears' or 'top_de_mse'")
@@ -207,6 +208,8 @@ class Gears:
     def __init__(self, X: np.ndarray, conditions: np.ndarray, genes: list[str], pert_genes: list[str],
                  go: tuple, coexpress: tuple, de_genes: dict[str, list[str]], settings: GearsSettings,
                  gene_vectors: tuple[np.ndarray, np.ndarray] | None = None):
+        # 'auto' becomes the device used, so that run.json records it
+        settings = replace(settings, device=str(resolve_device(settings.device)))
         self.settings = settings
         torch.manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
@@ -271,7 +274,8 @@ class Gears:
             scheduler.step()
             val_de_mse = self.de_mse(val) if val else float(np.mean(losses))
             history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_top20_de_mse": val_de_mse})
-            logger.info("epoch %d: train loss %.4f, validation top-20 DE MSE %.4f", epoch + 1, history[-1]["train_loss"],
+            logger.info("epoch %d: train loss %.4f, validation top-20 DE MSE %.4f", epoch + 1,
+                        history[-1]["train_loss"],
                         val_de_mse)
             if val_de_mse < best:
                 best, best_state = val_de_mse, copy.deepcopy(self.model.state_dict())

@@ -82,7 +82,7 @@ class PerturbSeqParams:
     activity_jitter: float = 0.15
 
     @classmethod
-    def from_overrides(cls, params: dict | None) -> "PerturbSeqParams":
+    def from_overrides(cls, params: dict | None) -> PerturbSeqParams:
         return settings_from_config(cls, params, "simulate.perturbseq")
 
 
@@ -144,7 +144,8 @@ def design_experiment(world: World, p: PerturbSeqParams, seed: int) -> Design:
     planted = {}
     for pair, kind in zip(candidates, kinds):
         planted[pair] = _plant(world, tf_index[pair[0]], tf_index[pair[1]], kind, p, rng)
-    others_pairs = [tuple(sorted(pair)) for pair in itertools.combinations(pool, 2) if tuple(sorted(pair)) not in planted]
+    others_pairs = [tuple(sorted(pair)) for pair in itertools.combinations(pool, 2)
+                    if tuple(sorted(pair)) not in planted]
     rng.shuffle(others_pairs)
     doubles = [*planted, *others_pairs[: max(0, n_doubles - len(planted))]]
     return Design(modes, rows, tf_index, sorted(doubles), planted)

@@ -10,9 +10,8 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
-from genecompass.embed import genecompass_vectors
+from genecompass.embedding_files import genecompass_vectors
 from genecompass.perturb import baselines, data, metrics
-from genecompass.perturb.gears import Gears, GearsSettings
 from genecompass.tasks.perturbation.methods import GEARS_METHODS, METHODS, method_uses_genecompass
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,8 @@ def prepare(h5ad, gene_terms: dict[str, set[str]], n_top_genes: int | None, n_de
     prepared = Prepared(adata, split, data.top_de_genes(adata, n_de_genes), data.pseudobulk(adata))
     report = {"n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars), "dropped_conditions": unknown,
               "n_conditions": {part: len(split.conditions(part)) for part in ("train", "val", "test")},
-              "test_subgroups": pd.Series([split.subgroup[c] for c in split.conditions("test")]).value_counts().to_dict(),
+              "test_subgroups":
+                  pd.Series([split.subgroup[c] for c in split.conditions("test")]).value_counts().to_dict(),
               "variance_all": metrics.perturbation_variance(prepared.profiles)}
     return prepared, report
 
@@ -83,6 +83,8 @@ def run_method(method: str, prepared: Prepared, gene_terms: dict[str, set[str]],
         return baselines.train_mean(profiles, train, test), info
     perturbed = sorted({g for c in prepared.adata.obs["condition"].unique() for g in data.condition_genes(c)})
     if method in GEARS_METHODS:
+        from genecompass.perturb.gears import Gears, GearsSettings  # torch_geometric: only GEARS needs it
+
         settings = GearsSettings.from_config(gears_config, seed)
         # GEARS's perturbation graph: every measured or perturbed gene with GO terms.
         pert_genes = sorted({g for g in [*genes, *perturbed] if g.upper() in gene_terms})
