@@ -59,15 +59,11 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from genecompass.corpus import IGNORE_INDEX, mask_batch
 from genecompass.devices import autocast_for, resolve_device
 from genecompass.errors import InputError
 from genecompass.knowledge.assemble import random_knowledge
-from genecompass.model import (
-    IGNORE_INDEX,
-    GeneCompassConfig,
-    GeneCompassForPretraining,
-    mask_batch,
-)
+from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
 
 TARGET_OVERHEAD = 0.15
 # The paper's token dictionary: 36,092 genes, plus pad, mask and two species tokens.

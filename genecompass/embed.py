@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .corpus import BatchReader, cell_lengths
 from .devices import autocast_for, resolve_device
 from .embedding_files import SampleEmbeddings, vector_columns
 from .model import GeneCompassConfig, GeneCompassModel
-from .pretrain import BatchReader, cell_lengths
 
 log = logging.getLogger(__name__)
 
@@ -134,4 +134,55 @@ def static_gene_table(model: GeneCompassModel, dictionary: pd.DataFrame) -> pd.D
     return pd.concat([keys, pd.DataFrame(vectors, columns=vector_columns(vectors.shape[1]))], axis=1)
 
 
-__all__ = ["embed_dataset", "load_encoder", "mean_pairwise_cosine", "static_gene_embeddings", "static_gene_table"]
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def embed_sample(model_dir, shard_path, h5ad_path, settings: dict, max_length: int, species_samples: int,
+                 seed: int, out_path) -> SampleEmbeddings:
+    """Rule ``embed_sample``: one tokenized sample through the model (``settings``: the config's
+    ``embeddings`` section); its cells feed the contextual gene embeddings up to the species' budget
+    (``cells.max_cells_per_species``), shared evenly by its ``species_samples`` samples."""
+    import anndata as ad
+    import datasets
+
+    from .embedding_files import save_sample_embeddings, select_gene_cells
+
+    cells = settings.get("cells") or {}
+    shard = datasets.Dataset.from_file(str(shard_path))
+    obs = ad.read_h5ad(h5ad_path, backed="r").obs
+    max_cells = cells.get("max_cells_per_species")
+    if max_cells is not None:
+        max_cells = max(1, max_cells // species_samples)
+    gene_cells = select_gene_cells(obs, shard["cell_id"], cells.get("obs_column"), cells.get("value"), max_cells,
+                                   seed=seed)
+    model = load_encoder(model_dir, settings["device"])
+    result = embed_dataset(model, shard, batch_size=settings["batch_size"], max_length=max_length,
+                           gene_cells=gene_cells, dtype=settings.get("dtype", "float32"))
+    species = shard[0]["species"] if len(shard) else "unknown"
+    print(f"{len(result.cell_ids)} cells embedded; {int(gene_cells.sum())} feed the gene embeddings")
+    save_sample_embeddings(result, out_path, species)
+    return result
+
+
+def gene_tables(model_dir, dictionary_path, sample_files, out_contextual, out_static) -> None:
+    """Rule ``gene_embeddings``: the contextual (per species, pooled over the samples) and static
+    gene-embedding tables of one model."""
+    from .dictionary import read_dictionary
+    from .embedding_files import contextual_gene_table, load_sample_embeddings, pool_by_species
+    from .utils import atomic_output
+
+    dictionary = read_dictionary(dictionary_path)
+    contextual = contextual_gene_table(pool_by_species([load_sample_embeddings(path) for path in sample_files]),
+                                       dictionary)
+    print(contextual.groupby("species")["token_id"].count().to_string())
+    with atomic_output(out_contextual) as tmp:
+        contextual.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    static = static_gene_table(load_encoder(model_dir, "cpu"), dictionary)
+    with atomic_output(out_static) as tmp:
+        static.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+__all__ = ["embed_dataset", "embed_sample", "gene_tables", "load_encoder", "mean_pairwise_cosine",
+           "static_gene_embeddings", "static_gene_table"]

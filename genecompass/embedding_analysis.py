@@ -109,12 +109,8 @@ def summarize(pairs_by_variant: dict[str, pd.DataFrame],
 def plot_similarity(pairs_by_variant: dict[str, pd.DataFrame], within_by_variant: dict[str, dict[str, np.ndarray]],
                     path) -> None:
     """Box plots: homologous vs non-homologous cosine per variant (left), within-cell cosine (right)."""
-    import matplotlib
+    from genecompass.plotting import plt, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .utils import atomic_output
 
     variants = list(pairs_by_variant)
     fig, axes = plt.subplots(1, 3, figsize=(6 + 3.2 * len(variants), 4.2))
@@ -144,9 +140,34 @@ def plot_similarity(pairs_by_variant: dict[str, pd.DataFrame], within_by_variant
     axes[2].set_ylabel("mean cosine between genes of a cell")
     axes[2].axhline(0, color="black", lw=0.5)
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 __all__ = ["cross_species_similarity", "plot_similarity", "summarize"]
+
+
+def analyse(variants: list[str], contextual_files: dict[str, str], sample_files: dict[str, list[str]],
+            n_pairs: int, seed: int, out_summary, out_pairs, out_figure) -> pd.DataFrame:
+    """Rule ``embedding_analysis``: for each variant, the homologous vs non-homologous cosines of its
+    contextual gene table and the within-cell cosines of its samples; the summary, the pairs, the figure."""
+    from genecompass.embedding_files import load_sample_embeddings, read_gene_table
+    from genecompass.utils import atomic_output
+
+    pairs, within = {}, {}
+    for variant in variants:
+        keys, vectors = read_gene_table(contextual_files[variant])
+        pairs[variant] = cross_species_similarity(keys, vectors, n_pairs, seed)
+        by_species: dict[str, list[np.ndarray]] = {}
+        for path in sample_files[variant]:
+            result, species = load_sample_embeddings(path)
+            by_species.setdefault(species, []).append(result.within_cell_cosine)
+        within[variant] = {species: np.concatenate(parts) for species, parts in by_species.items()}
+    summary = summarize(pairs, within)
+    print(summary.to_string(index=False))
+    with atomic_output(out_summary) as tmp:
+        summary.to_csv(tmp, sep="\t", index=False)
+    table = pd.concat([frame.assign(variant=variant) for variant, frame in pairs.items()], ignore_index=True)
+    with atomic_output(out_pairs) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    plot_similarity(pairs, within, out_figure)
+    return summary

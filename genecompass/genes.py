@@ -88,7 +88,7 @@ def looks_like_ensembl(ids, species: str | None = None) -> np.ndarray:
     if species is None:
         pattern = _ENSEMBL_ANY
     else:
-        _check_species(species, None)
+        check_species(species, None)
         pattern = _ENSEMBL_BY_SPECIES[species]
     values = _as_str_array(ids)
     return pd.Series(values, dtype=object).str.match(pattern).to_numpy(dtype=bool)
@@ -100,13 +100,15 @@ def is_mitochondrial(symbols) -> np.ndarray:
     return pd.Series(values, dtype=object).str.upper().str.startswith("MT-").to_numpy(dtype=bool)
 
 
-def _check_species(species: str, path) -> None:
+def check_species(species: str, path) -> None:
+    """An input error naming ``path`` unless ``species`` is human or mouse."""
     if species not in SPECIES_PREFIX:
         raise InputError(path, "species", f"unknown species {species!r}",
                          "use 'human' or 'mouse'")
 
 
-def _other_species(species: str) -> str:
+def other_species(species: str) -> str:
+    """The other of human and mouse."""
     return "mouse" if species == "human" else "human"
 
 
@@ -119,7 +121,8 @@ def _species_counts(ids: np.ndarray) -> dict[str, int]:
 # --------------------------------------------------------------------------
 
 
-def _first_line(path) -> str:
+def first_line(path) -> str:
+    """The first line of a (gzipped) text file, for telling its layout; input errors name the file."""
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
@@ -154,8 +157,8 @@ def read_gene_table(path: str | os.PathLike, species: str) -> pd.DataFrame:
     Returns a DataFrame indexed by `ensembl_id` (no version) with columns
     `symbol` and `biotype`; the first row of a duplicated ID wins.
     """
-    _check_species(species, path)
-    header = _first_line(path)
+    check_species(species, path)
+    header = first_line(path)
     sep = "\t" if header.count("\t") >= header.count(",") else ","
     columns = [c.strip().strip('"') for c in header.split(sep)]
 
@@ -199,7 +202,7 @@ def read_gene_table(path: str | os.PathLike, species: str) -> pd.DataFrame:
                          "check that the file is complete and has Ensembl IDs")
 
     counts = _species_counts(table.index.to_numpy())
-    other = _other_species(species)
+    other = other_species(species)
     if counts[other] > counts[species] and counts[other] > _DOMINANT_FRACTION * len(table):
         raise InputError(path, id_col,
                          f"most IDs have the {other} prefix {SPECIES_PREFIX[other]} "
@@ -229,7 +232,7 @@ def read_orthologs(path: str | os.PathLike) -> pd.DataFrame:
     Genes without an ortholog are dropped. Also reads back the tab-separated
     table that `write_orthologs` writes.
     """
-    header = _first_line(path)
+    header = first_line(path)
     if header.split("\t")[: len(ORTHOLOG_COLUMNS)] == list(ORTHOLOG_COLUMNS):
         return _read_ortholog_pairs_tsv(path)
     try:
@@ -316,7 +319,7 @@ def _map_ensembl(ids: np.ndarray, gene_table: pd.DataFrame, species: str, path):
     """Target Ensembl ID per input column ("" = dropped) and the IDs not in the table."""
     ids = strip_version(ids)
     counts = _species_counts(ids)
-    other = _other_species(species)
+    other = other_species(species)
     if counts[other] > counts[species]:
         raise _wrong_species_error(
             path, species,
@@ -464,12 +467,12 @@ def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
     Returns the new AnnData (CSR X in the input dtype, obs unchanged, var:
     symbol, biotype) and a report dict.
     """
-    _check_species(species, path)
+    check_species(species, path)
     missing = [c for c in ("symbol", "biotype") if c not in gene_table.columns]
     if missing:
         raise ValueError(f"gene_table lacks column(s) {missing}; read it with read_gene_table")
     table_counts = _species_counts(gene_table.index.to_numpy())
-    other = _other_species(species)
+    other = other_species(species)
     if table_counts[other] > table_counts[species]:
         raise InputError(path, "species",
                          f"the gene table given has {other} IDs ({SPECIES_PREFIX[other]}…) "

@@ -44,20 +44,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import autocast_for, resolve_device
-from .model import (
+from genecompass.corpus import (
+    CORPUS_COLUMNS,
     IGNORE_INDEX,
-    GeneCompassConfig,
-    GeneCompassForPretraining,
-    collate_cells,
+    BatchReader,
+    batch_loader,
+    cell_lengths,
+    length_grouped_batches,
     mask_batch,
+    rank_batches,
 )
-from .utils import atomic_output, write_json
+from genecompass.devices import autocast_for, resolve_device
+from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
+from genecompass.utils import atomic_output, write_json
 
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("step", "epoch", "lr", "loss", "id_loss", "value_loss", "val_id_accuracy", "val_value_mse")
-_CORPUS_COLUMNS = ("input_ids", "values", "length", "species")
 _CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
 
@@ -173,122 +176,6 @@ def _all_reduce_sum(values: list[float], device, world_size: int) -> list[float]
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
-
-
-# --------------------------------------------------------------------------- batching
-
-
-def length_grouped_batches(lengths, batch_size: int, seed: int, epoch: int = 0,
-                           mega_batch_factor: int = 50) -> list[np.ndarray]:
-    """Seeded length-grouped batches of cell indices for one epoch.
-
-    Cells are shuffled, cut into mega-batches of ``mega_batch_factor ×
-    batch_size``, each mega-batch is sorted by length (longest first) and cut
-    into batches, and the order of the batches is shuffled. Every cell appears
-    once; the last batch of a mega-batch may be short.
-    """
-    lengths = np.asarray(lengths)
-    rng = np.random.default_rng([int(seed), int(epoch), 1])
-    order = rng.permutation(len(lengths))
-    mega = max(1, int(mega_batch_factor)) * int(batch_size)
-    batches = []
-    for start in range(0, len(order), mega):
-        chunk = order[start:start + mega]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def random_batches(n: int, batch_size: int, seed: int, epoch: int = 0) -> list[np.ndarray]:
-    """Plain shuffled batches (the baseline length grouping is compared to)."""
-    order = np.random.default_rng([int(seed), int(epoch), 2]).permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-
-
-def padding_fraction(lengths, batches) -> float:
-    """Share of padded positions when each batch is padded to its longest cell."""
-    lengths = np.asarray(lengths)
-    padded = real = 0
-    for batch in batches:
-        ls = lengths[np.asarray(batch)]
-        if len(ls):
-            padded += int(ls.max()) * len(ls)
-            real += int(ls.sum())
-    return 0.0 if padded == 0 else 1.0 - real / padded
-
-
-def _rank_batches(batches: list, rank: int, world_size: int) -> list:
-    """This rank's disjoint share; every rank gets the same number of batches."""
-    if world_size <= 1:
-        return batches
-    per_rank = len(batches) // world_size
-    return batches[rank::world_size][:per_rank]
-
-
-class BatchReader(torch.utils.data.Dataset):
-    """Item i = the collated tensors of batch i (rows read from the memory-mapped split)."""
-
-    def __init__(self, split, batches, max_length: int, species_token_ids: dict, pad_token_id: int):
-        self.split = split
-        self.batches = batches
-        self.max_length = max_length
-        self.species_token_ids = species_token_ids
-        self.pad_token_id = pad_token_id
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        indices = [int(x) for x in self.batches[i]]
-        columns = self.split[indices]
-        keys = list(columns)
-        rows = [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]
-        return collate_cells(rows, self.max_length, self.species_token_ids, self.pad_token_id)
-
-
-def batch_loader(reader: BatchReader, num_workers: int, seed: int):
-    # An own generator: creating the iterator must not draw from the global RNG (resumability).
-    return torch.utils.data.DataLoader(reader, batch_size=None, shuffle=False, num_workers=int(num_workers),
-                                       persistent_workers=False, generator=torch.Generator().manual_seed(seed))
-
-
-def cell_lengths(split, max_length: int) -> np.ndarray:
-    """Genes per cell of a corpus split, cut at ``max_length`` (read from the ``length`` column only)."""
-    lengths = np.asarray(split.with_format("numpy")["length"], dtype=np.int64)
-    return np.minimum(lengths, max_length)
-
-
-def cell_tokens(cells, rows: np.ndarray, max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(cell, token)``: the first ``max_length`` tokens (None: all stored) of each row, flattened; ``cell``
-    indexes ``rows``."""
-    import pyarrow.compute as pc
-
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    table = cells.select_columns(["input_ids", "length"]).with_format("arrow")[rows.tolist()]
-    ids = table.column("input_ids").combine_chunks()
-    sizes = pc.list_value_length(ids).to_numpy(zero_copy_only=False).astype(np.int64)
-    tokens = ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    cell = np.repeat(np.arange(len(rows)), sizes)
-    rank = np.arange(len(tokens)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    lengths = table.column("length").to_numpy().astype(np.int64)
-    if max_length is not None:
-        lengths = np.minimum(lengths, int(max_length))
-    keep = rank < lengths[cell]
-    return cell[keep], tokens[keep]
-
-
-def cells_with_tokens(cells, rows: np.ndarray, tokens: np.ndarray, max_length: int) -> np.ndarray:
-    """Per row of ``rows``: whether one of ``tokens`` is among its first ``max_length`` genes."""
-    cell, found = cell_tokens(cells, rows, max_length)
-    return np.bincount(cell[np.isin(found, tokens)], minlength=len(rows)) > 0
-
-
-def rows_holding(cells, tokens, max_length: int) -> dict[int, np.ndarray]:
-    """Token -> the (sorted) rows of ``cells`` whose first ``max_length`` genes hold it, for each of ``tokens``."""
-    cell, found = cell_tokens(cells, np.arange(len(cells)), max_length)
-    return {int(token): np.unique(cell[found == int(token)]) for token in tokens}
 
 
 def _step_generator(seed: int, step: int, rank: int = 0, world_size: int = 1) -> torch.Generator:
@@ -471,10 +358,7 @@ def _append_log(path: Path, row: dict) -> None:
 
 def plot_log(log_path, path) -> None:
     """Training loss (and its parts) and validation metrics against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from genecompass.plotting import plt, save_figure
 
     rows = _read_log(Path(log_path))
 
@@ -498,9 +382,7 @@ def plot_log(log_path, path) -> None:
     axes[1].set_ylabel("validation")
     axes[1].legend()
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- training
@@ -543,8 +425,8 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
     corpus = datasets.load_from_disk(str(corpus_dir))
     if "train" not in corpus:
         raise ValueError(f"corpus {corpus_dir} has no 'train' split (splits: {list(corpus)})")
-    train = corpus["train"].select_columns(list(_CORPUS_COLUMNS))
-    validation = corpus["validation"].select_columns(list(_CORPUS_COLUMNS)) if "validation" in corpus else None
+    train = corpus["train"].select_columns(list(CORPUS_COLUMNS))
+    validation = corpus["validation"].select_columns(list(CORPUS_COLUMNS)) if "validation" in corpus else None
     if len(train) == 0:
         raise ValueError(f"corpus {corpus_dir} has an empty train split")
     train_lengths = cell_lengths(train, max_length)
@@ -627,7 +509,7 @@ def pretrain(corpus_dir, out_dir, model_config: GeneCompassConfig, knowledge=Non
     while step < total_steps and not stopped:
         epoch = step // batches_per_epoch
         position = step % batches_per_epoch
-        batches = _rank_batches(length_grouped_batches(train_lengths, settings.batch_size, settings.seed, epoch,
+        batches = rank_batches(length_grouped_batches(train_lengths, settings.batch_size, settings.seed, epoch,
                                                        settings.mega_batch_factor), rank, world_size)
         batches = batches[position:batches_per_epoch]
         reader = BatchReader(train, batches, max_length, config.species_token_ids, config.pad_token_id)
@@ -723,8 +605,28 @@ def _jsonable(value):
     return value
 
 
+
+
+def save_untrained_model(model_section: dict, variant: str, dictionary_path, knowledge_path, seed: int,
+                         out_model) -> GeneCompassForPretraining:
+    """Rule ``untrained_model``: the ``variant``'s architecture and knowledge with seeded initial weights, the
+    control every task compares the pretrained model with."""
+    from genecompass.dictionary import read_dictionary
+    from genecompass.knowledge.assemble import load_knowledge
+
+    dictionary = read_dictionary(dictionary_path)
+    knowledge = load_knowledge(knowledge_path, dictionary)
+    config = GeneCompassConfig.for_variant(model_section, variant, len(dictionary), knowledge.dim)
+    torch.manual_seed(seed)
+    model = GeneCompassForPretraining(config)
+    if config.knowledge_kinds:
+        model.set_knowledge(knowledge)
+    with atomic_output(out_model) as tmp:
+        model.save_pretrained(tmp)
+    return model
+
+
 __all__ = [
-    "LOG_COLUMNS", "PretrainSettings", "evaluate", "init_distributed", "length_grouped_batches",
-    "list_checkpoints", "load_checkpoint", "padding_fraction", "plot_log", "pretrain", "random_batches",
-    "run_fingerprint", "save_checkpoint",
+    "LOG_COLUMNS", "PretrainSettings", "evaluate", "init_distributed", "list_checkpoints", "load_checkpoint",
+    "plot_log", "pretrain", "run_fingerprint", "save_checkpoint", "save_untrained_model",
 ]

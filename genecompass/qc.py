@@ -199,10 +199,7 @@ def qc_filter(adata, params: QCParams, path: str = "<sample>") -> QCResult:
 
 def plot_qc(cell_metrics: pd.DataFrame, params: QCParams, title: str, path) -> None:
     """Two panels: expressed genes and mitochondrial fraction, kept vs removed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from genecompass.plotting import plt, save_figure
 
     kept = cell_metrics["kept"].to_numpy()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -220,8 +217,7 @@ def plot_qc(cell_metrics: pd.DataFrame, params: QCParams, title: str, path) -> N
     axes[0].legend(frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def qc_sample(counts_path, fmt, genome, species, sample, gene_table_path, params: QCParams,

@@ -31,10 +31,10 @@ import pandas as pd
 
 from genecompass.errors import InputError
 from genecompass.genes import (
-    _check_species,
-    _first_line,
-    _other_species,
+    check_species,
+    first_line,
     looks_like_ensembl,
+    other_species,
     strip_version,
     symbols_to_ensembl,
 )
@@ -81,7 +81,7 @@ def _layouts_text() -> str:
 
 def _network_spec(path, layout: str) -> dict:
     """Where a network file keeps its source, target and sign columns."""
-    line = _first_line(path)
+    line = first_line(path)
     if not line.strip():
         raise InputError(path, "header", "the file is empty",
                          f"provide a network in one of the accepted layouts: {_layouts_text()}")
@@ -166,10 +166,10 @@ def _map_nodes(names: np.ndarray, gene_table: pd.DataFrame, species: str, path,
                preferred_ids) -> tuple[dict[str, str], dict]:
     """Ensembl ID for each distinct node name ("" = unmapped) and the symbol report."""
     is_id = looks_like_ensembl(names, species)
-    other_ids = looks_like_ensembl(names, _other_species(species))
+    other_ids = looks_like_ensembl(names, other_species(species))
     if other_ids.sum() > max(is_id.sum(), 0.5 * len(names)):
         raise InputError(path, "species",
-                         f"{int(other_ids.sum())} of {len(names)} genes are {_other_species(species)} "
+                         f"{int(other_ids.sum())} of {len(names)} genes are {other_species(species)} "
                          f"Ensembl IDs but the network was declared {species}",
                          "use the network of the right species, or declare its species correctly")
     symbols = np.where(is_id | other_ids, "", names).astype(object)
@@ -207,7 +207,7 @@ def read_network(path: str | os.PathLike, gene_table: pd.DataFrame, species: str
     target_symbol (official symbol, else the file's name), sign (int8);
     ``attrs["report"]`` holds the counts.
     """
-    _check_species(species, path)
+    check_species(species, path)
     if "symbol" not in gene_table.columns:
         raise ValueError("gene_table lacks the 'symbol' column; read it with read_gene_table")
     spec = _network_spec(path, layout)
@@ -380,7 +380,7 @@ def read_gene_groups(path: str | os.PathLike) -> pd.DataFrame:
     Returns columns ensembl_id (no version), symbol, group_id (str), group_name.
     Genes without an Ensembl ID or without a group are dropped.
     """
-    header = _first_line(path)
+    header = first_line(path)
     columns = [c.strip().strip('"') for c in header.split("\t")]
     missing = [c for c in _HGNC_COLUMNS if c not in columns]
     if missing:
@@ -454,6 +454,18 @@ def mouse_gene_groups(human_groups: pd.DataFrame, orthologs: pd.DataFrame,
     return mouse
 
 
+def species_gene_groups(hgnc_path, species: str, orthologs_path, out_path) -> pd.DataFrame:
+    """Rule ``gene_families``: HGNC's gene groups for human, carried to mouse through the orthologs."""
+    from genecompass.genes import read_orthologs
+
+    groups = read_gene_groups(hgnc_path)
+    if species == "mouse":
+        groups = mouse_gene_groups(groups, read_orthologs(orthologs_path))
+    logger.info("gene groups: %s", summarize_gene_groups(groups))
+    with atomic_output(out_path) as tmp:
+        groups.to_csv(tmp, sep="\t", index=False)
+    return groups
+
 # --------------------------------------------------------------------------
 # FASTA and promoters
 # --------------------------------------------------------------------------
@@ -479,7 +491,7 @@ def _fasta_records(path, wanted=None) -> Iterator[tuple[str, str, bytearray | No
     Only records for which ``wanted(id)`` is true keep their sequence (others
     yield None), so a genome can be scanned holding one chromosome at most.
     """
-    _first_line(path)  # a missing or unreadable file is an InputError
+    first_line(path)  # a missing or unreadable file is an InputError
     name = None
     header = ""
     sequence = bytearray()
@@ -571,7 +583,7 @@ _NUCLEOTIDES = re.compile(r"^[ACGTNRYKMSWBDHV]+$", re.IGNORECASE)
 
 def _read_two_columns(path, second: str, valid) -> tuple[pd.DataFrame, int]:
     """A headerless two-column EPD file (promoter_id, `second`); rows failing `valid` dropped."""
-    _first_line(path)
+    first_line(path)
     try:
         raw = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False,
                           names=["promoter_id", second], usecols=[0, 1], index_col=False)
@@ -590,7 +602,7 @@ def read_epd_promoters(sequence_path: str | os.PathLike, ensembl_path: str | os.
     lines. A gene may have several promoters (all kept: its embedding pools
     them); a PAR promoter may belong to two genes. Sequences are upper case.
     """
-    if _first_line(sequence_path).startswith(">"):
+    if first_line(sequence_path).startswith(">"):
         sequences = pd.DataFrame(list(read_fasta(sequence_path).items()), columns=["promoter_id", "sequence"])
         n_bad_sequences = 0
     else:
@@ -641,7 +653,7 @@ def _read_gtf_tss(gtf) -> tuple[pd.DataFrame, int]:
     transcript tagged Ensembl_canonical when there is one. A GTF without gene
     records falls back to each gene's transcript span.
     """
-    _first_line(gtf)
+    first_line(gtf)
     genes: dict[str, list] = {}        # gene_id -> [symbol, chrom, strand, start, end]
     canonical: dict[str, tuple] = {}   # gene_id -> (start, end) of its canonical transcript
     spans: dict[str, list] = {}        # fallback: gene_id -> [symbol, chrom, strand, min start, max end]
@@ -807,7 +819,7 @@ def hgnc_ensembl_ids(path: str | os.PathLike) -> list[str]:
     Ensembl gene tables also list alternate-haplotype copies of a gene under
     other IDs; HGNC names one, which resolves such symbols.
     """
-    header = [c.strip().strip('"') for c in _first_line(path).split("\t")]
+    header = [c.strip().strip('"') for c in first_line(path).split("\t")]
     if "ensembl_gene_id" not in header:
         raise InputError(path, "ensembl_gene_id", f"missing column (header starts {header[:6]})",
                          f"give the {_HGNC_LAYOUT}, e.g. hgnc_complete_set.txt from genenames.org")

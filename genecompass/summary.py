@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from genecompass.errors import InputError
-from genecompass.utils import atomic_output, save_figure
+from genecompass.utils import atomic_output
 
 COLUMNS = ["task", "dataset", "method", "role", "subset", "metric", "value", "spread", "n", "higher_is_better"]
 ROLES = ("genecompass", "tool", "control", "baseline")
@@ -195,11 +195,9 @@ def headline_rows(table: pd.DataFrame, task: str) -> pd.DataFrame:
 def plot_task(table: pd.DataFrame, task: str, path) -> None:
     """Horizontal bars of the headline metrics: one panel per dataset (and subset) and metric,
     methods coloured by role, sd over seeds or folds as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+
+    from genecompass.plotting import plt, save_figure
 
     rows = headline_rows(table, task)
     if rows.empty:
@@ -241,10 +239,7 @@ def write_table(table: pd.DataFrame, path) -> None:
 
 def plot_qc_overview(qc_summary, path) -> None:
     """Cells kept and removed by each QC filter, one bar per sample (from ``results/qc/summary.tsv``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from genecompass.plotting import plt, save_figure
 
     table = pd.read_csv(qc_summary, sep="\t")
     missing = {"sample", "cells_kept"} - set(table.columns)
@@ -272,10 +267,7 @@ PRETRAINING_PANELS = (("id_loss", "training gene-ID loss"), ("value_loss", "trai
 
 def plot_pretraining_overview(logs: dict[str, str], path) -> None:
     """Every model variant's pretraining curves in one figure (from each ``training_log.csv``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from genecompass.plotting import plt, save_figure
 
     fig, axes = plt.subplots(1, len(PRETRAINING_PANELS), figsize=(4.2 * len(PRETRAINING_PANELS), 3.4))
     for variant, log_path in logs.items():

@@ -68,15 +68,6 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def save_figure(fig, path, dpi: int = 110) -> None:
-    """Write a matplotlib figure as PNG through :func:`atomic_output` and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-
-
 def write_json(data, path) -> None:
     with atomic_output(path) as tmp, open(tmp, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True, default=_json_default)

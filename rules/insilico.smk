@@ -1,119 +1,41 @@
-# Gene dosage sensitivity (tasks.dosage) and in-silico quantitative perturbation
-# (tasks.insilico): TF deletion and gene-embedding shifts, the shift of source cells
-# towards a target state when its drivers are overexpressed, and a ranking of
-# fate-transition candidates. The demo's planted truth comes from simulate_insilico_truth.
+# In-silico quantitative perturbation (tasks.insilico): TF deletion and gene-embedding shifts, the
+# shift of source cells towards a target state when its drivers are overexpressed, and a ranking of
+# fate-transition candidates.
 
 
-rule simulate_insilico_truth:
-    output:
-        labels=f"{SIMULATE_DIR}/insilico/dosage_sensitive_tfs.csv",
-        reach=f"{SIMULATE_DIR}/insilico/dosage_reach.tsv",
-        housekeeping=f"{SIMULATE_DIR}/insilico/housekeeping.tsv",
-        drivers=f"{SIMULATE_DIR}/insilico/fate_drivers.tsv",
-    log:
-        "results/logs/simulate_insilico_truth.log",
-    benchmark:
-        "results/benchmarks/simulate_insilico_truth.tsv"
-    conda:
-        "../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        outdir=lambda wildcards, output: Path(output.labels).parent,
-        seed=config["seed"],
-        world=config["simulate"].get("params", {}),
-    script:
-        "../scripts/simulate_insilico_truth.py"
+def insilico_task():
+    return config["tasks"].get("insilico") or {}
 
 
-rule dosage_finetune:
-    input:
-        shards=dosage_shards(),
-        model=f"results/model/{main_variant()}/model",
-        dictionary="results/tokens/dictionary.tsv",
-        labels=reference_file(dosage_task().get("labels") or "unused"),
-    output:
-        folds="results/tasks/dosage/{method}/folds.tsv",
-        predictions="results/tasks/dosage/{method}/predictions.tsv.gz",
-    log:
-        "results/logs/tasks/dosage/{method}.log",
-    benchmark:
-        "results/benchmarks/tasks/dosage/{method}.tsv"
-    wildcard_constraints:
-        method="|".join(DOSAGE_FINETUNE_METHODS),
-    conda:
-        "../envs/torch.yaml"
-    threads: config["threads"]["model"]
-    resources:
-        mem_mb=8000,
-        runtime=240,
-    params:
-        task=dosage_task(),
-        seed=config["seed"],
-    script:
-        "../scripts/dosage_finetune.py"
+def insilico_dataset(name):
+    return task_entry("insilico", name)
 
 
-rule dosage_logistic:
-    input:
-        knowledge="results/knowledge/knowledge.safetensors",
-        dictionary="results/tokens/dictionary.tsv",
-        labels=reference_file(dosage_task().get("labels") or "unused"),
-    output:
-        folds="results/tasks/dosage/knowledge_logistic/folds.tsv",
-        predictions="results/tasks/dosage/knowledge_logistic/predictions.tsv.gz",
-    log:
-        "results/logs/tasks/dosage/knowledge_logistic.log",
-    benchmark:
-        "results/benchmarks/tasks/dosage/knowledge_logistic.tsv"
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    params:
-        task=dosage_task(),
-        seed=config["seed"],
-    script:
-        "../scripts/dosage_logistic.py"
+def insilico_variant():
+    return insilico_task().get("variant") or main_variant()
 
 
-rule dosage_evaluate:
-    input:
-        folds=expand("results/tasks/dosage/{method}/folds.tsv", method=DOSAGE_METHODS),
-        predictions=expand("results/tasks/dosage/{method}/predictions.tsv.gz", method=DOSAGE_METHODS),
-    output:
-        metrics=report(
-            "results/tasks/dosage/metrics.tsv",
-            caption="../workflow/report/dosage_metrics.rst",
-            category="4. Tasks",
-            subcategory="Gene dosage sensitivity",
-            labels={"result": "metrics table"},
-        ),
-        roc=report(
-            "results/tasks/dosage/roc.png",
-            caption="../workflow/report/dosage_roc.rst",
-            category="4. Tasks",
-            subcategory="Gene dosage sensitivity",
-            labels={"result": "ROC curves"},
-        ),
-    log:
-        "results/logs/tasks/dosage/evaluate.log",
-    benchmark:
-        "results/benchmarks/tasks/dosage/evaluate.tsv"
-    conda:
-        "../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        methods=DOSAGE_METHODS,
-    script:
-        "../scripts/dosage_evaluate.py"
+def insilico_inputs(wildcards):
+    entry = insilico_dataset(wildcards.dataset)
+    return {
+        "shards": [f"results/tokens/shards/{sample}.arrow" for sample in entry["samples"]],
+        "qc": [f"results/qc/{sample}.h5ad" for sample in entry["samples"]],
+        "model": f"results/model/{insilico_variant()}/model",
+        "dictionary": "results/tokens/dictionary.tsv",
+        "network": f"results/knowledge/inputs/grn_{entry['species']}.tsv",
+        "housekeeping": reference_file(entry["housekeeping"]),
+        # drivers: a state -> genes mapping in the config, or a file (a path or a download locator)
+        **({} if insilico_methods.drivers_in_config(entry) else {"drivers": reference_file(entry["drivers"])}),
+    }
+
+
+INSILICO_OUTPUTS = insilico_methods.OUTPUTS
+
+
+def insilico_targets():
+    return [
+        f"results/tasks/insilico/{name}/{output}" for name in task_entries("insilico") for output in INSILICO_OUTPUTS
+    ]
 
 
 rule insilico_deletion:

@@ -3,29 +3,30 @@
 # evaluate them side by side.
 
 
-rule simulate_perturbseq:
-    output:
-        h5ad=f"{SIMULATE_DIR}/perturb/perturb_processed.h5ad",
-        design=f"{SIMULATE_DIR}/perturb/design.tsv",
-        interactions=f"{SIMULATE_DIR}/perturb/interactions_truth.tsv",
-        go=f"{SIMULATE_DIR}/perturb/go_bp.gmt",
-    log:
-        "results/logs/simulate_perturbseq.log",
-    benchmark:
-        "results/benchmarks/simulate_perturbseq.tsv"
-    conda:
-        "../envs/core.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    params:
-        outdir=lambda wildcards, output: Path(output.h5ad).parent,
-        seed=config["seed"],
-        world=config["simulate"].get("params", {}),
-        perturbseq=config["simulate"].get("perturbseq", {}),
-    script:
-        "../scripts/simulate_perturbseq.py"
+def perturbation_datasets():
+    return task_entries("perturbation")
+
+
+def perturbation_dataset(name):
+    return task_entry("perturbation", name)
+
+
+PERTURBATION_METHODS = list(perturbation_methods.METHODS)
+
+
+def perturbation_method_inputs(wildcards):
+    entry = perturbation_dataset(wildcards.dataset)
+    inputs = {
+        "prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
+        "go": reference_file(entry["go_gene_sets"]),
+    }
+    if perturbation_methods.method_uses_genecompass(wildcards.method):
+        inputs.update(genecompass_embedding_inputs("perturbation"))
+    return inputs
+
+
+def perturbation_targets():
+    return [f"results/tasks/perturbation/{name}/metrics.tsv" for name in perturbation_datasets()]
 
 
 rule perturbation_prepare:

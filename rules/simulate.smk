@@ -1,5 +1,9 @@
-# The synthetic demo world (genecompass/simulate.py): references, raw counts
+# The synthetic demo world (genecompass.simulate): references, raw counts
 # in every supported format, and the planted truth tests check against.
+# The Perturb-seq experiment, the drug screens and the in-silico truth are made from the same world.
+
+
+SIMULATE_DIR = config["simulate"]["outdir"]
 
 
 rule simulate_world:
@@ -37,6 +41,31 @@ rule simulate_world:
         "../scripts/simulate_world.py"
 
 
+rule simulate_perturbseq:
+    output:
+        h5ad=f"{SIMULATE_DIR}/perturb/perturb_processed.h5ad",
+        design=f"{SIMULATE_DIR}/perturb/design.tsv",
+        interactions=f"{SIMULATE_DIR}/perturb/interactions_truth.tsv",
+        go=f"{SIMULATE_DIR}/perturb/go_bp.gmt",
+    log:
+        "results/logs/simulate_perturbseq.log",
+    benchmark:
+        "results/benchmarks/simulate_perturbseq.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        outdir=lambda wildcards, output: Path(output.h5ad).parent,
+        seed=config["seed"],
+        world=config["simulate"].get("params", {}),
+        perturbseq=config["simulate"].get("perturbseq", {}),
+    script:
+        "../scripts/simulate_perturbseq.py"
+
+
 rule simulate_drug_screen:
     output:
         h5ad=f"{SIMULATE_DIR}/drug/sciplex_demo.h5ad",
@@ -62,3 +91,27 @@ rule simulate_drug_screen:
         drug_screen=config["simulate"].get("drug_screen", {}),
     script:
         "../scripts/simulate_drug_screen.py"
+
+
+rule simulate_insilico_truth:
+    output:
+        labels=f"{SIMULATE_DIR}/insilico/dosage_sensitive_tfs.csv",
+        reach=f"{SIMULATE_DIR}/insilico/dosage_reach.tsv",
+        housekeeping=f"{SIMULATE_DIR}/insilico/housekeeping.tsv",
+        drivers=f"{SIMULATE_DIR}/insilico/fate_drivers.tsv",
+    log:
+        "results/logs/simulate_insilico_truth.log",
+    benchmark:
+        "results/benchmarks/simulate_insilico_truth.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        outdir=lambda wildcards, output: Path(output.labels).parent,
+        seed=config["seed"],
+        world=config["simulate"].get("params", {}),
+    script:
+        "../scripts/simulate_insilico_truth.py"

@@ -1,7 +1,7 @@
 # Named targets: one rule per stage and per downstream task, so that
 #   snakemake --workflow-profile workflow/profiles/default task_grn
 # builds the GRN task (and whatever it needs) and nothing else. Each rule only
-# gathers files; together they request exactly what `all` requests.
+# gathers files; `all` requests what they request together (all_targets).
 #
 # The rules are made in a loop (their names come from the `name:` directive).
 # They run nothing, so Snakemake runs them locally and they need no log,
@@ -39,3 +39,8 @@ for _target_rule, _targets in TARGET_RULES.items():
             _target_rule
         input:
             _targets(),
+
+
+def all_targets():
+    """Every named target's files: what rule ``all`` builds."""
+    return [path for targets in TARGET_RULES.values() for path in targets()]

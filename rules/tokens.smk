@@ -94,7 +94,7 @@ rule tokenize:
         target_sum=config["tokens"]["target_sum"],
         chunk_size=config["tokens"]["chunk_size"],
     script:
-        "../scripts/tokenize.py"
+        "../scripts/tokenize_sample.py"
 
 
 rule corpus:

@@ -1,11 +1,8 @@
 """Rule deepce_prepare: signatures of an L1000 plate against its vehicle wells, drugs split whole."""
 
-from genecompass.drug.profiling import prepare, write_prepared
-from genecompass.utils import logged_to, write_json
+from genecompass.tasks.deepce.run import prepare
+from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
-    prepared, report = prepare(snakemake.params.entry, snakemake.input.data, snakemake.input.smiles,
-                               snakemake.params.task, snakemake.params.seed)
-    write_prepared(prepared, snakemake.params.outdir)
-    write_json(report, snakemake.output.report)
-    print(report)
+    prepare(snakemake.params.entry, snakemake.params.task, snakemake.params.seed, snakemake.input.data,
+            snakemake.input.smiles, snakemake.params.outdir, snakemake.output.report)

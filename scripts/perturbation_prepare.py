@@ -1,13 +1,8 @@
 """Rule perturbation_prepare: checked cells, selected genes, GEARS's simulation split, DE genes."""
 
-from genecompass.perturb.data import read_gmt
-from genecompass.perturb.task import prepare, write_prepared
-from genecompass.utils import logged_to, write_json
+from genecompass.tasks.perturbation.run import prepare
+from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
-    task = snakemake.params.task
-    prepared, report = prepare(snakemake.input.data, read_gmt(snakemake.input.go), task.get("n_top_genes"),
-                               task.get("n_de_genes", 20), snakemake.params.seed, task.get("split"))
-    print(report)
-    write_prepared(prepared, snakemake.params.outdir)
-    write_json(report, snakemake.output.report)
+    prepare(snakemake.params.task, snakemake.params.seed, snakemake.input.data, snakemake.input.go,
+            snakemake.params.outdir, snakemake.output.report)

@@ -1,6 +1,6 @@
 """Rule simulate_drug_screen: the demo world's single-cell dose-response screen and L1000-like plate."""
 
-from genecompass.drug.simulate import write_drug_screen
+from genecompass.simulate.drug import write_drug_screen
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):

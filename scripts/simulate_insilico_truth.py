@@ -1,6 +1,6 @@
 """Rule simulate_insilico_truth: the demo world's dosage labels, housekeeping genes and fate drivers."""
 
-from genecompass.insilico.demo import write_insilico_truth
+from genecompass.simulate.insilico import write_insilico_truth
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):

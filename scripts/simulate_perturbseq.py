@@ -1,6 +1,6 @@
 """Rule simulate_perturbseq: the demo world's Perturb-seq experiment and its GO-like gene sets."""
 
-from genecompass.perturb.simulate import write_perturbseq
+from genecompass.simulate.perturbseq import write_perturbseq
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Rule simulate_world: write the synthetic demo world."""
 
-from genecompass.simulate import simulate_world
+from genecompass.simulate.world import simulate_world
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):

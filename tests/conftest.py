@@ -90,20 +90,38 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
+DEMO_CONFIG = ROOT / "config" / "config.yaml"
+DEMO_SAMPLES = ROOT / "config" / "samples.tsv"
+
+
+def snakemake_command(workdir: Path | None = None, *targets: str, configfiles=(DEMO_CONFIG,), samples=DEMO_SAMPLES,
+                      cores: int | None = 1, extra: tuple[str, ...] = ()) -> list[str]:
+    """The workflow's Snakemake, the one way the tests start it.
+
+    ``configfiles`` (the demo config unless given), the sample sheet ``samples`` (the demo's; None: the
+    config's), ``cores`` (None: not given), then ``targets`` and ``extra`` options last: options such as
+    --configfile and --quiet take several values, so targets go before them.
+    """
+    import sys
+
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+    if workdir is not None:
+        command += ["--directory", str(workdir)]
+    if configfiles:
+        command += ["--configfile", *map(str, configfiles)]
+    if samples is not None:
+        command += ["--config", f"samples={samples}"]
+    if cores is not None:
+        command += ["--cores", str(cores)]
+    return [*command, *targets, *extra]
+
+
 def run_workflow(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
     """Run the workflow's Snakefile with the demo config in ``workdir``."""
     import subprocess
-    import sys
 
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(ROOT / "config" / "config.yaml"),
-        "--config", f"samples={ROOT / 'config' / 'samples.tsv'}",
-        # Options such as --quiet and --configfile take several values: targets go
-        # right after --cores, options after them.
-        "--cores", "2", *targets, *extra, "--quiet", "rules",
-    ]
-    # The whole demo DAG: about 25 minutes on two cores; the limit only guards against a hang.
+    command = snakemake_command(workdir, *targets, cores=2, extra=(*extra, "--quiet", "rules"))
+    # The whole demo DAG: about 10 minutes on two cores; the limit only guards against a hang.
     return subprocess.run(command, capture_output=True, text=True, timeout=3000)
 
 

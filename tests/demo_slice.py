@@ -8,12 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-
-from conftest import ROOT
 
 
 def copy_from_demo(demo: Path, workdir: Path, paths: Iterable[str], start: float | None = None) -> None:
@@ -35,14 +32,6 @@ def copy_from_demo(demo: Path, workdir: Path, paths: Iterable[str], start: float
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(demo / relative, target)
         os.utime(target, (now + 0.001 * i, now + 0.001 * i))
-
-
-def snakemake_command(workdir: Path, *targets: str, extra: tuple[str, ...] = (), cores: int = 1) -> list[str]:
-    """The workflow's Snakemake with the demo config, run in ``workdir``."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(ROOT / "config" / "config.yaml"),
-            "--config", f"samples={ROOT / 'config' / 'samples.tsv'}",
-            "--cores", str(cores), *targets, *extra]
 
 
 def sha256(path: Path) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -21,9 +20,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
+from conftest import snakemake_command
 
-from genecompass import simulate
 from genecompass.errors import InputError
+from genecompass.simulate import world as simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 # The duplicate-barcode sample is written on purpose.
@@ -140,9 +140,8 @@ def write_sheet(path: Path, rows: list[dict], columns=("sample", "species", "pat
 
 
 def snakemake(workdir: Path, config: Path, *targets: str, keep_going: bool = False):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(config), "--cores", "2",
-               *(["--keep-going"] if keep_going else []), "--", *targets]
+    command = snakemake_command(workdir, configfiles=(config,), samples=None, cores=2,
+                                extra=(*(["--keep-going"] if keep_going else []), "--", *targets))
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
@@ -452,7 +451,7 @@ def labelled_obs() -> pd.DataFrame:
 
 
 def test_finetuning_labels_column_missing(labelled_obs):
-    from genecompass.annotation.finetune import dataset_labels
+    from genecompass.tasks.annotation.finetune import dataset_labels
 
     with pytest.raises(InputError) as error:
         dataset_labels(labelled_obs, "celltype", source="results/qc/a.h5ad",
@@ -464,7 +463,7 @@ def test_finetuning_labels_column_missing(labelled_obs):
 
 
 def test_finetuning_labels_of_one_class(labelled_obs):
-    from genecompass.annotation.finetune import (
+    from genecompass.tasks.annotation.finetune import (
         dataset_labels,
         logistic_regression_baseline,
     )

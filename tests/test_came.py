@@ -11,8 +11,8 @@ import torch
 from conftest import torch_threads
 from scipy import sparse
 
-from genecompass.annotation import came
-from genecompass.annotation.came import (
+from genecompass.tasks.came import model as came
+from genecompass.tasks.came.model import (
     CELL,
     CELL_SELF_LOOP,
     EDGE_TYPES,
@@ -180,10 +180,10 @@ def test_anndata_input_matches_arrays_and_node_subsets(graph, data):
 def test_relation_messages_are_averaged_over_in_neighbours():
     edge_index = torch.tensor([[0, 1, 2, 2], [0, 0, 0, 1]])  # sources 0,1,2 -> destination 0; 2 -> 1
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 2.0]])
-    out = came._MeanOverNeighbours()(x, came._mean_adjacency(edge_index, 3, 3))
+    out = came.MeanOverNeighbours()(x, came.mean_adjacency(edge_index, 3, 3))
     np.testing.assert_allclose(out.numpy(), [[3.0, 2 / 3], [5.0, 2.0], [0.0, 0.0]], rtol=1e-6)
-    weighted = came._mean_adjacency(edge_index, 3, 3, torch.tensor([1.0, 2.0, 3.0, 1.0]))
-    np.testing.assert_allclose(came._MeanOverNeighbours()(x, weighted).numpy()[0], [(1 + 6 + 15) / 3, 2.0],
+    weighted = came.mean_adjacency(edge_index, 3, 3, torch.tensor([1.0, 2.0, 3.0, 1.0]))
+    np.testing.assert_allclose(came.MeanOverNeighbours()(x, weighted).numpy()[0], [(1 + 6 + 15) / 3, 2.0],
                                rtol=1e-6)
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from conftest import torch_threads
 
-from genecompass.drug.cpa import Cpa, CpaSettings, GeneEmbeddingReadout
+from genecompass.tasks.cpa.model import Cpa, CpaSettings, GeneEmbeddingReadout
 
 # drug -> (EC50, amplitude, responding genes): Hill curves (coefficient 2) of different EC50 on disjoint genes.
 DRUGS = {"drugA": (0.7, 2.0, slice(0, 10)), "drugB": (2.0, 2.0, slice(10, 20)), "drugC": (5.0, -1.5, slice(20, 30))}

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from conftest import torch_threads
 
-from genecompass.drug.deepce import DeepCE, DeepceSettings
 from genecompass.drug.molecules import (
     ATOM_ELEMENTS,
     ATOM_FEATURES,
@@ -16,7 +15,8 @@ from genecompass.drug.molecules import (
     atom_graph,
     morgan_fingerprints,
 )
-from genecompass.drug.profiling import row_pearson
+from genecompass.tasks.deepce.metrics import row_pearson
+from genecompass.tasks.deepce.model import DeepCE, DeepceSettings
 
 DRUGS = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",

@@ -1,4 +1,4 @@
-"""Tests of the in-silico deletion check (genecompass.grn.deletion)."""
+"""Tests of the in-silico deletion check (genecompass.tasks.grn.deletion)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ import torch.nn.functional as F
 from conftest import tiny_pretraining_model, torch_threads
 from torch import nn
 
+from genecompass.corpus import collate_cells
 from genecompass.errors import InputError
-from genecompass.grn.deletion import deletion_precision, deletion_shift
-from genecompass.model import (
-    GeneCompassConfig,
-    GeneCompassForPretraining,
-    collate_cells,
-)
+from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
+from genecompass.tasks.grn.deletion import deletion_precision, deletion_shift
 
 VOCAB = 40
 KDIM = 8

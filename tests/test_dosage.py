@@ -1,4 +1,4 @@
-"""Tests of gene dosage-sensitivity classification (genecompass.insilico.dosage)."""
+"""Tests of gene dosage-sensitivity classification (genecompass.tasks.dosage.finetune)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ import torch
 from conftest import random_knowledge, torch_threads
 
 from genecompass.errors import InputError
-from genecompass.insilico import dosage
-from genecompass.insilico.dosage import (
+from genecompass.knowledge.assemble import save_knowledge
+from genecompass.model import (
+    GeneCompassConfig,
+    GeneCompassForPretraining,
+    GeneCompassForTokenClassification,
+)
+from genecompass.tasks.dosage import finetune as dosage
+from genecompass.tasks.dosage.finetune import (
     DosageSettings,
     cross_validate_finetuning,
     cross_validate_logistic,
@@ -23,12 +29,6 @@ from genecompass.insilico.dosage import (
     sample_cells,
     summarise,
     token_labels,
-)
-from genecompass.knowledge.assemble import save_knowledge
-from genecompass.model import (
-    GeneCompassConfig,
-    GeneCompassForPretraining,
-    GeneCompassForTokenClassification,
 )
 
 N_SPECIAL = 4
@@ -72,7 +72,7 @@ def write_cells(path, cells: list[list[int]], seed: int = 0):
     """A tokenized shard of the given ranked token lists (values decreasing with rank)."""
     from datasets.arrow_writer import ArrowWriter
 
-    from genecompass.annotation.finetune import load_tokenized
+    from genecompass.corpus import load_tokenized
     from genecompass.tokenize import shard_features
 
     rng = np.random.default_rng(seed)
@@ -371,8 +371,8 @@ def test_summarise_and_plot_roc(tmp_path, pretrained_cv):
 
 @pytest.mark.parametrize("n_layers, frozen_layers", [(0, 0), (1, 1), (-1, 2)])
 def test_freeze_layers_keeps_the_frozen_weights(world, n_layers, frozen_layers):
-    from genecompass.annotation.finetune import build_classifier
     from genecompass.model import GeneCompassForTokenClassification
+    from genecompass.tasks.annotation.finetune import build_classifier
 
     model = build_classifier(world["model_dir"], ["a", "b"], model_class=GeneCompassForTokenClassification)
     freeze_encoder_layers(model.genecompass, n_layers)

@@ -10,8 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genecompass.drug import dose_response as dr
-from genecompass.drug import profiling as pf
 from genecompass.drug.data import (
     load_dose_response,
     plate_to_anndata,
@@ -19,8 +17,11 @@ from genecompass.drug.data import (
     read_smiles_table,
 )
 from genecompass.drug.molecules import morgan_fingerprints
-from genecompass.drug.simulate import demo_drug_table, write_drug_screen, write_gct
 from genecompass.errors import InputError
+from genecompass.simulate.drug import demo_drug_table, write_drug_screen, write_gct
+from genecompass.tasks.cpa import dose_response as dr
+from genecompass.tasks.deepce import profiling as pf
+from genecompass.tasks.deepce.metrics import profile_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "drug"
 PLATE = SHARED / "l1000_LJP005_A375_24h_level3.gct"
@@ -196,12 +197,12 @@ def test_signatures_split_whole_drugs_and_metrics():
     assert parts == pf.split_drugs([f"d{i}" for i in reversed(range(50))], 0.2, 0.1, seed=3)
 
     truth = np.array([np.arange(200, dtype=float) - 100])
-    perfect = pf.profile_metrics(truth, truth * 2, ks=(10,)).iloc[0]
+    perfect = profile_metrics(truth, truth * 2, ks=(10,)).iloc[0]
     assert perfect["pearson"] == pytest.approx(1)
     assert perfect["precision10_up"] == 1 and perfect["precision10_down"] == 1
-    reversed_ = pf.profile_metrics(truth, -truth, ks=(10,)).iloc[0]
+    reversed_ = profile_metrics(truth, -truth, ks=(10,)).iloc[0]
     assert reversed_["spearman"] == pytest.approx(-1) and reversed_["precision10_up"] == 0
-    assert pf.profile_metrics(truth, truth, ks=(10,)).iloc[0]["rmse"] == 0
+    assert profile_metrics(truth, truth, ks=(10,)).iloc[0]["rmse"] == 0
 
 
 def test_deepce_task_holds_out_drugs_and_baselines(screen):

@@ -1,4 +1,4 @@
-"""Tests of single-species cell-type annotation (genecompass.annotation.finetune and .metrics)."""
+"""Tests of single-species cell-type annotation (genecompass.tasks.annotation.finetune and .metrics)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ import torch
 from conftest import random_knowledge, torch_threads
 from scipy import sparse
 
-from genecompass.annotation.finetune import (
+from genecompass.corpus import load_tokenized
+from genecompass.model import (
+    GeneCompassConfig,
+    GeneCompassForPretraining,
+    GeneCompassForSequenceClassification,
+)
+from genecompass.tasks.annotation.finetune import (
     UNUSED,
     AnnotationResult,
     BaselineSettings,
@@ -21,20 +27,14 @@ from genecompass.annotation.finetune import (
     combine_seed_runs,
     counts_for_tokens,
     finetune_classifier,
-    load_tokenized,
     logistic_regression_baseline,
     obs_for_tokens,
     split_by_group,
 )
-from genecompass.annotation.metrics import (
+from genecompass.tasks.annotation.metrics import (
     annotation_metrics,
     plot_confusion,
     row_normalise,
-)
-from genecompass.model import (
-    GeneCompassConfig,
-    GeneCompassForPretraining,
-    GeneCompassForSequenceClassification,
 )
 
 N_SPECIAL = 4

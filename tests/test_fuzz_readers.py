@@ -56,7 +56,7 @@ from genecompass.genes import (
     write_orthologs,
 )
 from genecompass.qc import QCParams, qc_sample
-from genecompass.simulate import write_10x_h5, write_10x_mtx
+from genecompass.simulate.world import write_10x_h5, write_10x_mtx
 
 # Duplicated names are inputs here; anndata warns about them on every write.
 pytestmark = pytest.mark.filterwarnings("ignore:(Observation|Variable) names are not unique:UserWarning")

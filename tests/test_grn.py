@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genecompass.errors import InputError
-from genecompass.grn import baselines, beeline, deepsem, prior
+from genecompass.tasks.grn import baselines, beeline, deepsem, prior
 
 # ---------------------------------------------------------------------------
 # A tiny world for hand-computed metrics

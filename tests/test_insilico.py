@@ -1,4 +1,4 @@
-"""Tests of the in-silico perturbation engine and its statistics (genecompass.insilico)."""
+"""Tests of the in-silico perturbation engine and its statistics (genecompass.tasks.insilico)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ import torch
 from conftest import tiny_pretraining_model, torch_threads
 from torch import nn
 
+from genecompass.corpus import collate_cells
 from genecompass.errors import InputError
-from genecompass.insilico import analysis as analysis_module
-from genecompass.insilico import perturb as perturb_module
-from genecompass.insilico.analysis import (
+from genecompass.model import GeneCompassConfig
+from genecompass.tasks.insilico import analysis as analysis_module
+from genecompass.tasks.insilico import perturb as perturb_module
+from genecompass.tasks.insilico.analysis import (
     gene_set_shift_tests,
     plot_candidates,
     plot_deletion_shifts,
@@ -24,14 +26,13 @@ from genecompass.insilico.analysis import (
     shift_summary,
     top_intersection,
 )
-from genecompass.insilico.perturb import (
+from genecompass.tasks.insilico.perturb import (
     Perturbation,
     apply_perturbation,
     centroid,
     knockout_rows,
     state_shift,
 )
-from genecompass.model import GeneCompassConfig, collate_cells
 
 # The hand-built encoders below put the cell embedding at the species token; mean pooling has its own test.
 cell_embeddings = functools.partial(perturb_module.cell_embeddings, pooling="species")
@@ -484,9 +485,9 @@ def test_state_shift_around_an_origin():
 def test_demo_truth_follows_the_network(tmp_path):
     """The demo's dosage labels rank TFs by how far half their activity reaches in the cell types; drivers are
     the programmes'."""
-    from genecompass.insilico.demo import dosage_reach, write_insilico_truth
-    from genecompass.insilico.gene_sets import read_drivers, read_gene_list
-    from genecompass.simulate import build_world
+    from genecompass.gene_sets import read_drivers, read_gene_list
+    from genecompass.simulate.insilico import dosage_reach, write_insilico_truth
+    from genecompass.simulate.world import build_world
 
     world = build_world(7, {"n_human_genes": 300, "n_mouse_genes": 290, "n_tfs": 20, "n_families": 8,
                             "cells_per_sample": 20})

@@ -41,7 +41,8 @@ from pathlib import Path
 
 import anndata as ad
 import pytest
-from demo_slice import copy_from_demo, sha256, snakemake_command
+from conftest import snakemake_command
+from demo_slice import copy_from_demo, sha256
 
 pytestmark = pytest.mark.workflow
 

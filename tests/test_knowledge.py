@@ -403,7 +403,7 @@ def test_assembly_rejects_wrong_dim_and_kind():
 
 @pytest.fixture(scope="module")
 def demo_world(tmp_path_factory) -> Path:
-    from genecompass.simulate import simulate_world
+    from genecompass.simulate.world import simulate_world
 
     root = tmp_path_factory.mktemp("world")
     simulate_world(root, 42)

@@ -11,17 +11,15 @@ import torch
 from conftest import random_knowledge, torch_threads
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from genecompass.corpus import IGNORE_INDEX, collate_cells, mask_batch
 from genecompass.dictionary import MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS
 from genecompass.knowledge.assemble import KINDS
 from genecompass.model import (
-    IGNORE_INDEX,
     GeneCompassConfig,
     GeneCompassForPretraining,
     GeneCompassForSequenceClassification,
     GeneCompassForTokenClassification,
     GeneCompassModel,
-    collate_cells,
-    mask_batch,
 )
 
 VOCAB = 48

@@ -12,15 +12,16 @@ import pytest
 import torch
 
 from genecompass.errors import InputError
-from genecompass.perturb import data, metrics, task
-from genecompass.perturb.baselines import regression_baseline, train_mean
-from genecompass.perturb.gears import GearsModel, GearsSettings, ProjectedEmbedding
-from genecompass.perturb.simulate import (
+from genecompass.simulate.perturbseq import (
     NORMAN_SHAPE,
     real_interaction_classes,
     simulate_perturbseq,
     write_perturbseq,
 )
+from genecompass.tasks.perturbation import benchmark as task
+from genecompass.tasks.perturbation import data, metrics
+from genecompass.tasks.perturbation.baselines import regression_baseline, train_mean
+from genecompass.tasks.perturbation.gears import GearsModel, GearsSettings, ProjectedEmbedding
 
 NORMAN = Path(__file__).resolve().parents[2] / "shared/data/perturb/norman2019"
 # A smaller experiment than the demo's, same world and design: fast enough for unit tests.

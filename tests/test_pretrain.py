@@ -11,16 +11,9 @@ import pytest
 import torch
 from conftest import random_knowledge, torch_threads
 
+from genecompass.corpus import length_grouped_batches, padding_fraction, random_batches
 from genecompass.model import GeneCompassConfig, GeneCompassForPretraining
-from genecompass.pretrain import (
-    LOG_COLUMNS,
-    PretrainSettings,
-    length_grouped_batches,
-    list_checkpoints,
-    padding_fraction,
-    pretrain,
-    random_batches,
-)
+from genecompass.pretrain import LOG_COLUMNS, PretrainSettings, list_checkpoints, pretrain
 
 VOCAB = 60
 N_SPECIAL = 4
@@ -205,10 +198,10 @@ def test_length_grouping_cuts_padding(corpus):
 
 
 def test_rank_shards_are_disjoint():
-    from genecompass.pretrain import _rank_batches
+    from genecompass.corpus import rank_batches
 
     batches = [np.array([i]) for i in range(11)]
-    shards = [_rank_batches(batches, r, 2) for r in range(2)]
+    shards = [rank_batches(batches, r, 2) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 5
     seen = [int(b[0]) for shard in shards for b in shard]
     assert len(seen) == len(set(seen))

@@ -352,7 +352,7 @@ def motif_world(tmp_path_factory):
     (``motif_copies``), only the sole targets of the 8 TFs with most targets,
     and each promoter cut to the planting window (-300..+500 around the TSS).
     """
-    from genecompass.simulate import simulate_world
+    from genecompass.simulate.world import simulate_world
 
     root = tmp_path_factory.mktemp("motif_world")
     simulate_world(root, 42, params={"motif_copies": 6})

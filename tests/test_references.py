@@ -538,7 +538,7 @@ def test_extract_promoters_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_references(tmp_path_factory) -> Path:
-    from genecompass.simulate import simulate_world
+    from genecompass.simulate.world import simulate_world
 
     world = tmp_path_factory.mktemp("world")
     simulate_world(world, 42)

@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo world (genecompass.simulate).
+"""Tests of the synthetic demo world (genecompass.simulate.world).
 
 Everything is checked from the written files with the published readers
 (pandas, anndata, scanpy) and computed independently of the simulator's code.
@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from genecompass.simulate import WorldParams, build_world, simulate_world
+from genecompass.simulate.world import WorldParams, build_world, simulate_world
 
 sc = pytest.importorskip("scanpy")
 

@@ -17,14 +17,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, snakemake_command
 from demo_slice import copy_from_demo
 from slurm_cluster import SingleNodeCluster, missing_binaries
 
@@ -61,13 +60,12 @@ def cluster(tmp_path_factory):
 
 
 def snakemake(workdir: Path, cluster: SingleNodeCluster, *targets: str, extra: tuple[str, ...] = ()):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
-               "--configfile", str(ROOT / "config" / "config.yaml"),
-               "--config", f"samples={ROOT / 'config' / 'samples.tsv'}",
-               # This cluster has neither accounts nor accounting, and one small node.
-               "--slurm-no-account", "--set-resources", "pretrain:mem_mb=8000", "promoter_embedding:mem_mb=8000",
-               "--jobs", "4", *targets, *extra]
+    command = snakemake_command(
+        workdir, cores=None,
+        # This cluster has neither accounts nor accounting, and one small node.
+        extra=("--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--slurm-no-account",
+               "--set-resources", "pretrain:mem_mb=8000", "promoter_embedding:mem_mb=8000", "--jobs", "4",
+               *targets, *extra))
     return subprocess.run(command, capture_output=True, text=True, env=cluster.env, timeout=1800)
 
 

@@ -8,9 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from genecompass.annotation.metrics import seed_statistics
 from genecompass.errors import InputError
-from genecompass.insilico.dosage import summarise
 from genecompass.summary import (
     COLUMNS,
     headline_rows,
@@ -21,6 +19,8 @@ from genecompass.summary import (
     plot_task,
     summary_table,
 )
+from genecompass.tasks.annotation.metrics import seed_statistics
+from genecompass.tasks.dosage.finetune import summarise
 
 
 def seed_metrics(folder, method, accuracies, f1s):
@@ -171,3 +171,10 @@ def test_qc_and_pretraining_overviews(tmp_path):
     with pytest.raises(InputError, match="bad.csv: field 'step'"):
         plot_pretraining_overview({"genecompass": tmp_path / "bad.csv"}, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_every_task_has_headline_metrics_in_the_tasks_order():
+    from genecompass.summary import HEADLINE
+    from genecompass.tasks import TASKS
+
+    assert tuple(HEADLINE) == TASKS

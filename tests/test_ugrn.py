@@ -1,4 +1,4 @@
-"""Tests of the UGRN feature extractors and translator (genecompass.grn.ugrn)."""
+"""Tests of the UGRN feature extractors and translator (genecompass.tasks.grn.ugrn)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from conftest import tiny_pretraining_model, torch_threads
 
 from genecompass.embed import static_gene_embeddings
 from genecompass.errors import InputError
-from genecompass.grn import ugrn
-from genecompass.grn.ugrn import (
+from genecompass.model import GeneCompassForPretraining
+from genecompass.tasks.grn import ugrn
+from genecompass.tasks.grn.ugrn import (
     embedding_pair_features,
     ensemble_logits,
     gradient_trajectory,
@@ -27,7 +28,6 @@ from genecompass.grn.ugrn import (
     virtual_value_perturbation,
     zero_out_features,
 )
-from genecompass.model import GeneCompassForPretraining
 
 VOCAB = 40
 KDIM = 8

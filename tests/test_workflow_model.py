@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import DEMO_CONFIG, ROOT, snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -137,10 +136,8 @@ def test_killed_pretraining_resumes_from_its_checkpoint(demo_run, tmp_path):
         return workdir
 
     def command(workdir: Path) -> list[str]:
-        return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
-                str(workdir), "--configfile", str(ROOT / "config/config.yaml"), str(overlay),
-                "--config", f"samples={ROOT / 'config/samples.tsv'}", "--cores", "1", target,
-                "--rerun-incomplete", "--quiet", "rules"]
+        return snakemake_command(workdir, target, configfiles=(DEMO_CONFIG, overlay),
+                                 extra=("--rerun-incomplete", "--quiet", "rules"))
 
     interrupted = copy_of_demo("interrupted")
     run_dir = interrupted / "results/model/genecompass/run/checkpoints"

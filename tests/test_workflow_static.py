@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, snakemake_command
 
 # Import name -> conda package name, where they differ.
 CONDA_NAMES = {
@@ -159,7 +158,7 @@ def test_every_script_is_used_by_a_rule():
 
 
 def run_snakemake(*args, cwd=ROOT, env=None):
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
+    return subprocess.run(snakemake_command(configfiles=(), samples=None, cores=None, extra=args), cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -74,9 +73,7 @@ def snakemake(workdir: Path, *args: str, overlay: dict | None = None, targets: t
         path = workdir.parent / f"{workdir.name}.overlay.yaml"
         path.write_text(yaml.safe_dump(overlay))
         configfiles.append(str(path))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), "--configfile", *configfiles,
-               "--config", f"samples={ROOT / 'config' / 'samples.tsv'}", "--cores", "1", *args, "--", *targets]
+    command = snakemake_command(workdir, configfiles=configfiles, extra=(*args, "--", *targets))
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 

@@ -99,8 +99,8 @@ def test_genecompass_scores_beat_random_and_a_broken_model_fails_the_margin(demo
     """Done-when of the GRN task: the GeneCompass embedding cosine beats random on the planted network by a
     margin that a broken model, whose gene vectors no longer belong to their genes, does not reach."""
     from genecompass.embedding_files import read_symbol_vectors
-    from genecompass.grn.beeline import read_ranked_edges
-    from genecompass.grn.task import (
+    from genecompass.tasks.grn.beeline import read_ranked_edges
+    from genecompass.tasks.grn.benchmark import (
         embedding_edges,
         evaluate_networks,
         prior_edges,

@@ -1,2 +1,2 @@
-"""Drug response: the demo dose-response and L1000-like experiments, CPA and DeepCE
-(each with and without GeneCompass gene embeddings), the baselines and the metrics."""
+"""Drug data shared by the CPA and DeepCE tasks: dose-response AnnData and L1000 plates (:mod:`.data`),
+molecules from SMILES (:mod:`.molecules`) and the fingerprint ridge baseline (:mod:`.baselines`)."""

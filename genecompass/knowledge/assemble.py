@@ -182,6 +182,8 @@ def plot_coverage(coverage: pd.DataFrame, path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from genecompass.plotting import save_figure
+
     kinds = list(dict.fromkeys(coverage["kind"]))
     classes = list(dict.fromkeys(coverage["token_class"]))
     figure = Figure(figsize=(1.6 + 1.5 * max(1, len(kinds)), 3.6))
@@ -201,8 +203,7 @@ def plot_coverage(coverage: pd.DataFrame, path) -> None:
     axes.set_title("Knowledge embedding coverage")
     axes.legend(fontsize=7, ncol=len(classes), loc="upper center")
     figure.tight_layout()
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, dpi=150)
+    save_figure(figure, path, dpi=150)
 
 
 def save_knowledge(knowledge: KnowledgeMatrices, path, metadata: dict | None = None) -> None:

@@ -15,15 +15,12 @@ from transformers import (
 
 from .configuration import KNOWLEDGE_KINDS, PRESETS, GeneCompassConfig
 from .modeling import (
-    IGNORE_INDEX,
     GeneCompassForPretraining,
     GeneCompassForSequenceClassification,
     GeneCompassForTokenClassification,
     GeneCompassModel,
     GeneCompassPreTrainedModel,
     GeneCompassPretrainingOutput,
-    collate_cells,
-    mask_batch,
 )
 
 
@@ -41,7 +38,7 @@ def _register() -> None:
 _register()
 
 __all__ = [
-    "IGNORE_INDEX", "KNOWLEDGE_KINDS", "PRESETS", "GeneCompassConfig", "GeneCompassForPretraining",
+    "KNOWLEDGE_KINDS", "PRESETS", "GeneCompassConfig", "GeneCompassForPretraining",
     "GeneCompassForSequenceClassification", "GeneCompassForTokenClassification", "GeneCompassModel",
-    "GeneCompassPreTrainedModel", "GeneCompassPretrainingOutput", "collate_cells", "mask_batch",
+    "GeneCompassPreTrainedModel", "GeneCompassPretrainingOutput",
 ]

@@ -33,85 +33,8 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 
+from ..corpus import IGNORE_INDEX, mask_batch
 from .configuration import GeneCompassConfig
-
-IGNORE_INDEX = -100
-
-
-# --------------------------------------------------------------------------- data helpers
-
-
-def collate_cells(rows, max_length: int, species_token_ids: dict | None = None,
-                  pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad corpus rows (dicts with ``input_ids``, ``values``, ``length``, ``species``) into tensors.
-
-    Cells longer than ``max_length`` are cut (the corpus is ranked, so the
-    top genes are kept). Returns ``input_ids`` (long, B × L), ``values``
-    (float32, B × L, 0 at padding), ``attention_mask`` (long, 1 = gene) and
-    ``species_ids`` (long, the species token id of each cell); L is the
-    longest (cut) cell of the batch.
-    """
-    from ..dictionary import SPECIES_TOKEN_IDS
-
-    species_token_ids = species_token_ids or SPECIES_TOKEN_IDS
-    rows = list(rows)
-    if not rows:
-        raise ValueError("collate_cells got no rows")
-    lengths = []
-    for row in rows:
-        n = int(row.get("length", len(row["input_ids"])))
-        if n > len(row["input_ids"]) or len(row["values"]) < n:
-            raise ValueError(f"row length {n} exceeds its input_ids/values")
-        lengths.append(min(n, max_length))
-    width = max(1, max(lengths))
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    values = torch.zeros((len(rows), width), dtype=torch.float32)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    species_ids = torch.empty(len(rows), dtype=torch.long)
-    for i, (row, n) in enumerate(zip(rows, lengths)):
-        input_ids[i, :n] = torch.as_tensor(list(row["input_ids"][:n]), dtype=torch.long)
-        values[i, :n] = torch.as_tensor(list(row["values"][:n]), dtype=torch.float32)
-        attention_mask[i, :n] = 1
-        species = row["species"]
-        if species not in species_token_ids:
-            raise ValueError(f"unknown species '{species}'; expected one of {list(species_token_ids)}")
-        species_ids[i] = species_token_ids[species]
-    return {"input_ids": input_ids, "values": values, "attention_mask": attention_mask,
-            "species_ids": species_ids}
-
-
-def mask_batch(input_ids: torch.Tensor, values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               mask_probability: float = 0.15, generator: torch.Generator | None = None,
-               mask_token_id: int = 1, pad_token_id: int = 0):
-    """Mask ``round(mask_probability × length)`` (at least 1) real genes of every cell.
-
-    Only real gene positions (attention_mask 1, not pad) are eligible; the
-    species token is not part of ``input_ids`` and is never masked. A masked
-    position gets ``mask_token_id`` and value 0 (its knowledge is then the
-    mask token's, i.e. zeros). Deterministic given ``generator``.
-
-    Returns ``(masked_ids, masked_values, id_labels, value_labels,
-    value_label_mask)``: ``id_labels`` is the true id at masked positions and
-    -100 elsewhere, ``value_labels`` the true values, ``value_label_mask``
-    True at masked positions.
-    """
-    if attention_mask is None:
-        attention_mask = input_ids != pad_token_id
-    eligible = attention_mask.bool() & (input_ids != pad_token_id)
-    n_real = eligible.sum(dim=1)
-    n_mask = torch.clamp(torch.round(n_real.to(torch.float64) * mask_probability).long(), min=1)
-    n_mask = torch.minimum(n_mask, n_real)
-    scores = torch.rand(input_ids.shape, generator=generator, device="cpu").to(input_ids.device)
-    scores = scores.masked_fill(~eligible, 2.0)
-    order = scores.argsort(dim=1)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(order))
-    masked = (ranks < n_mask[:, None]) & eligible
-    masked_ids = input_ids.masked_fill(masked, mask_token_id)
-    masked_values = values.masked_fill(masked, 0.0)
-    id_labels = input_ids.masked_fill(~masked, IGNORE_INDEX)
-    return masked_ids, masked_values, id_labels, values.clone(), masked
-
 
 # --------------------------------------------------------------------------- modules
 
@@ -367,7 +290,7 @@ class GeneCompassForPretraining(GeneCompassPreTrainedModel):
         self.genecompass.set_knowledge(knowledge)
 
     def mask(self, input_ids, values, attention_mask=None, generator=None):
-        """:func:`mask_batch` with this model's mask probability and token ids."""
+        """:func:`genecompass.corpus.mask_batch` with this model's mask probability and token ids."""
         return mask_batch(input_ids, values, attention_mask, self.config.mask_probability, generator,
                           mask_token_id=self.config.mask_token_id, pad_token_id=self.config.pad_token_id)
 

@@ -1,1 +1,0 @@
-"""In-silico experiments with a pretrained GeneCompass: dosage sensitivity and quantitative perturbation."""
