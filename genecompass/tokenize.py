@@ -44,6 +44,7 @@ from genecompass.utils import atomic_output
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 2048
+TOKEN_SCHEMES = ("paper", "released")   # see CellTokenizer
 DEFAULT_CHUNK_SIZE = 2048   # cells read from the .h5ad at a time
 HISTOGRAM_FORMAT_VERSION = 1
 
@@ -198,10 +199,11 @@ def _normalised_rows(indptr, indices, data, gene_local, n_local, target_sum, off
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _rank_rows(indptr, indices, data, gene_local, local_medians, local_token_ids, target_sum, offsets,
-               n_threads, ids, values):
+def _rank_rows(indptr, indices, data, gene_local, local_medians, local_token_ids, target_sum, per_cell_total,
+               offsets, n_threads, ids, values):
     """Each row's top tokens by value = normalised / median, into ``ids`` / ``values``.
 
+    Without ``per_cell_total`` (the released scheme) value = count / median.
     Row i gets offsets[i + 1] - offsets[i] of them (min(tokens, max_length)):
     token ids and values (before log1p), best first, equal values by
     ascending token id. The arithmetic is that of ``tokenize_cell_reference``,
@@ -220,8 +222,12 @@ def _rank_rows(indptr, indices, data, gene_local, local_medians, local_token_ids
         for i in range(task * n_rows // n_tasks, (task + 1) * n_rows // n_tasks):
             n, total = _gather_row(indptr[i], indptr[i + 1], indices, data, gene_local, acc,
                                    row_local, row_value)
-            for q in range(n):
-                row_value[q] = row_value[q] / total * target_sum / local_medians[row_local[q]]
+            if per_cell_total:
+                for q in range(n):
+                    row_value[q] = row_value[q] / total * target_sum / local_medians[row_local[q]]
+            else:
+                for q in range(n):
+                    row_value[q] = row_value[q] / local_medians[row_local[q]]
             _sort_row(row_value, row_local, n, bucket_start, ranked_value, ranked_local)
             for q in range(offsets[i + 1] - offsets[i]):
                 ids[offsets[i] + q] = local_token_ids[ranked_local[q]]
@@ -594,15 +600,23 @@ class TokenizedChunk:
 class CellTokenizer:
     """Turns chunks of raw counts (cells x genes of one sample) into ranked tokens.
 
-    The ranking key is value = normalised / token median; a cell keeps its
-    ``max_length`` highest values, ties broken by ascending token id. Genes
-    without a token and tokens without a median are dropped.
+    The ranking key under ``scheme="paper"`` is value = normalised / token
+    median, stored as log1p(value); under ``scheme="released"`` (the authors'
+    released preprocessing, which skips the division by the cell total) it is
+    value = count / token median, stored as log2(1 + value). A cell keeps its
+    ``max_length`` highest values, ties broken by ascending token id (the
+    release's unstable argsort leaves ties in no defined order). Genes without
+    a token and tokens without a median are dropped.
     """
 
     def __init__(self, var_names: Sequence[str], gene_to_token: Mapping[str, int], medians,
-                 max_length: int = DEFAULT_MAX_LENGTH, target_sum: float = DEFAULT_TARGET_SUM):
+                 max_length: int = DEFAULT_MAX_LENGTH, target_sum: float = DEFAULT_TARGET_SUM,
+                 scheme: str = "paper"):
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if scheme not in TOKEN_SCHEMES:
+            raise ValueError(f"tokenization scheme must be one of {TOKEN_SCHEMES}, got '{scheme}'")
+        self.scheme = scheme
         median_by_token = median_array(medians)
         allowed = np.flatnonzero(np.isfinite(median_by_token))
         self.token_map = GeneTokenMap(var_names, gene_to_token, allowed_tokens=allowed)
@@ -618,10 +632,13 @@ class CellTokenizer:
         ids = np.empty(offsets[-1], dtype=np.int32)
         values = np.empty(offsets[-1], dtype=np.float64)
         _rank_rows(*_kernel_csr(counts), self.token_map.gene_local, self.local_medians, self.local_token_ids,
-                   self.target_sum, offsets, numba.get_num_threads(), ids, values)
+                   self.target_sum, self.scheme == "paper", offsets, numba.get_num_threads(), ids, values)
         # log1p by numpy, like the reference (numba's, from libm, can differ in the last bit).
-        log_values = np.empty(len(values), dtype=np.float32)
-        np.log1p(values, out=log_values)
+        if self.scheme == "paper":
+            log_values = np.empty(len(values), dtype=np.float32)
+            np.log1p(values, out=log_values)
+        else:   # log2(1 + x) as scanpy's log1p(base=2) computes it
+            log_values = (np.log1p(values) / np.log(2)).astype(np.float32)
         return TokenizedChunk(lengths=lengths.astype(np.int32), input_ids=ids, values=log_values)
 
 
@@ -760,7 +777,7 @@ def _log_mapping(path, token_map: GeneTokenMap) -> None:
              token_map.n_genes_without_median)
 
 
-def _chunk_table(chunk: TokenizedChunk, cell_ids, species: str, sample: str):
+def chunk_table(chunk: TokenizedChunk, cell_ids, species: str, sample: str):
     """Arrow table of the non-empty cells of a chunk (zero-copy for the lists)."""
     import pyarrow as pa
 
@@ -783,7 +800,7 @@ def _chunk_table(chunk: TokenizedChunk, cell_ids, species: str, sample: str):
 
 def _write_chunk(writer, chunk: TokenizedChunk, cell_ids, species: str, sample: str) -> int:
     """Write the non-empty cells of a chunk; returns how many."""
-    table = _chunk_table(chunk, cell_ids, species, sample)
+    table = chunk_table(chunk, cell_ids, species, sample)
     if table.num_rows:
         writer.write_table(table)
     return table.num_rows
@@ -792,7 +809,7 @@ def _write_chunk(writer, chunk: TokenizedChunk, cell_ids, species: str, sample: 
 def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], medians,
                     species: str | None = None, sample: str | None = None,
                     max_length: int = DEFAULT_MAX_LENGTH, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                    progress: bool = True, target_sum: float = DEFAULT_TARGET_SUM) -> dict:
+                    progress: bool = True, target_sum: float = DEFAULT_TARGET_SUM, scheme: str = "paper") -> dict:
     """Tokenize one QC'd sample into an Arrow shard (docs/formats.md, "Corpus").
 
     ``medians``: DataFrame(token_id, median), mapping or dense array (see
@@ -811,7 +828,7 @@ def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], media
             if not value:
                 raise InputError(h5ad_path, f"uns/{field}", "missing",
                                  f"pass {field}= or write uns['{field}'] in the QC step")
-        tokenizer = CellTokenizer(reader.var_names, gene_to_token, medians, max_length, target_sum)
+        tokenizer = CellTokenizer(reader.var_names, gene_to_token, medians, max_length, target_sum, scheme)
         _log_mapping(h5ad_path, tokenizer.token_map)
         n_written = n_tokens = n_truncated = 0
         with atomic_output(out_path) as tmp:

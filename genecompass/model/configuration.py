@@ -10,6 +10,20 @@ Switches for the ablation experiments: ``use_values`` (expression values as
 input) and ``knowledge_kinds`` (which prior-knowledge embeddings enter the
 input); each part turned off is simply left out of the concatenated gene
 input, so the fusion layer becomes narrower.
+
+Switches of the authors' released checkpoints (``RELEASED_LAYOUT``; see
+``genecompass.model.released``), each off by default:
+``value_encoding`` ``"scalar"`` (the raw value enters the concatenation as one
+number; ours: ``"linear"``, a learned projection); ``fusion`` ``"mlp"``
+(Linear → LayerNorm → QuickGELU → Linear; ours: one Linear);
+``token_type_embedding`` (BERT's segment embedding, row 0 added to every
+gene); ``species_embedding`` ``"separate"`` (an unnormalised species vector
+prepended after the genes' LayerNorm, positions counting genes only, species
+ids 0 human / 1 mouse; ours: ``"token"``, a row of the gene embedding at
+position 0); ``knowledge_homologs`` (mouse cells read knowledge at the row of
+their gene's human homolog, buffer ``knowledge_homolog_index``) and
+``knowledge_scale`` (a factor on the knowledge projections: the release's
+embedding warm-up ``alpha``).
 """
 
 from __future__ import annotations
@@ -19,6 +33,11 @@ from transformers import PretrainedConfig
 from ..dictionary import MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS
 
 KNOWLEDGE_KINDS = ("grn", "promoter", "family", "coexpression")
+
+# The settings that make our classes compute the released checkpoints' forward.
+RELEASED_LAYOUT = {"value_encoding": "scalar", "fusion": "mlp", "token_type_embedding": True,
+                   "species_embedding": "separate", "knowledge_homologs": True,
+                   "species_token_ids": {"human": 0, "mouse": 1}}
 
 PRESETS = {
     # Demo size: trains in seconds on a CPU.
@@ -64,8 +83,19 @@ class GeneCompassConfig(PretrainedConfig):
         beta: float = 0.5,
         mask_probability: float = 0.15,
         classifier_dropout: float | None = None,
+        value_encoding: str = "linear",
+        fusion: str = "linear",
+        token_type_embedding: bool = False,
+        species_embedding: str = "token",
+        knowledge_homologs: bool = False,
+        knowledge_scale: float = 1.0,
         **kwargs,
     ):
+        for name, value, allowed in (("value_encoding", value_encoding, ("linear", "scalar")),
+                                     ("fusion", fusion, ("linear", "mlp")),
+                                     ("species_embedding", species_embedding, ("token", "separate"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got '{value}'")
         knowledge_kinds = list(knowledge_kinds or [])
         unknown = [k for k in knowledge_kinds if k not in KNOWLEDGE_KINDS]
         if unknown:
@@ -99,12 +129,23 @@ class GeneCompassConfig(PretrainedConfig):
         self.beta = float(beta)
         self.mask_probability = float(mask_probability)
         self.classifier_dropout = classifier_dropout
+        self.value_encoding = value_encoding
+        self.fusion = fusion
+        self.token_type_embedding = bool(token_type_embedding)
+        self.species_embedding = species_embedding
+        self.knowledge_homologs = bool(knowledge_homologs)
+        self.knowledge_scale = float(knowledge_scale)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+    @property
+    def species_position(self) -> int:
+        """Positions the species token takes in the position table: 1 as a token, 0 when separate."""
+        return 1 if self.species_embedding == "token" else 0
 
     @property
     def max_genes(self) -> int:
         """Longest cell (in genes) the position table allows."""
-        return self.max_position_embeddings - 1
+        return self.max_position_embeddings - self.species_position
 
     @classmethod
     def for_variant(cls, model_section: dict, variant: str, vocab_size: int,

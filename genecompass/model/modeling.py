@@ -19,6 +19,7 @@ cannot see its own knowledge.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -39,25 +40,45 @@ from .configuration import GeneCompassConfig
 # --------------------------------------------------------------------------- modules
 
 
+class QuickGELU(nn.Module):
+    """x · sigmoid(1.702 x), the activation of the released checkpoints' fusion MLP."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
 class GeneCompassEmbeddings(nn.Module):
-    """ID ⊕ value ⊕ knowledge → Linear → + rank position → LayerNorm → dropout."""
+    """ID ⊕ value ⊕ knowledge → fusion → + rank position (+ token type) → LayerNorm → dropout.
+
+    The fusion is one Linear, or under ``fusion="mlp"`` the released
+    checkpoints' Linear → LayerNorm → QuickGELU → Linear (its LayerNorm keeps
+    PyTorch's default epsilon, as the release's does).
+    """
 
     def __init__(self, config: GeneCompassConfig):
         super().__init__()
         self.config = config
         d = config.hidden_size
         self.gene_embeddings = nn.Embedding(config.vocab_size, d, padding_idx=config.pad_token_id)
-        parts = 1
+        width = d
         if config.use_values:
-            self.value_projection = nn.Linear(1, d)
-            parts += 1
+            if config.value_encoding == "linear":
+                self.value_projection = nn.Linear(1, d)
+            width += d if config.value_encoding == "linear" else 1
         self.knowledge_kinds = list(config.knowledge_kinds)
         self.knowledge_projections = nn.ModuleDict(
             {kind: nn.Linear(config.knowledge_dim, d) for kind in self.knowledge_kinds})
-        parts += len(self.knowledge_kinds)
-        self.input_width = parts * d
-        self.fusion = nn.Linear(self.input_width, d)
+        width += len(self.knowledge_kinds) * d
+        self.input_width = width
+        if config.fusion == "linear":
+            self.fusion = nn.Linear(width, d)
+        else:
+            self.fusion = nn.Sequential(OrderedDict([
+                ("fc", nn.Linear(width, d)), ("LayerNorm", nn.LayerNorm(d)), ("act", QuickGELU()),
+                ("proj", nn.Linear(d, d))]))
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, d)
+        if config.token_type_embedding:
+            self.token_type_embeddings = nn.Embedding(2, d)
         self.LayerNorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         for kind in self.knowledge_kinds:
@@ -65,6 +86,8 @@ class GeneCompassEmbeddings(nn.Module):
                                  persistent=True)
             self.register_buffer(f"knowledge_{kind}_mask", torch.zeros(config.vocab_size, dtype=torch.bool),
                                  persistent=True)
+        if config.knowledge_homologs:
+            self.register_buffer("knowledge_homolog_index", torch.arange(config.vocab_size), persistent=True)
 
     def knowledge(self, kind: str, ids: torch.Tensor) -> torch.Tensor:
         """The (zeroed where uncovered) knowledge vectors of ``ids``."""
@@ -72,17 +95,27 @@ class GeneCompassEmbeddings(nn.Module):
         mask = getattr(self, f"knowledge_{kind}_mask")
         return matrix[ids] * mask[ids].unsqueeze(-1).to(matrix.dtype)
 
-    def gene_encoding(self, ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The fused ID ⊕ value ⊕ knowledge encoding, before the rank position is added."""
+    def gene_encoding(self, ids: torch.Tensor, values: torch.Tensor,
+                      knowledge_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The fused ID ⊕ value ⊕ knowledge encoding, before the rank position is added.
+
+        ``knowledge_ids``: the rows knowledge is read at (default ``ids``; see ``knowledge_homologs``).
+        """
         parts = [self.gene_embeddings(ids)]
         if self.config.use_values:
-            parts.append(self.value_projection(values.unsqueeze(-1).to(parts[0].dtype)))
+            value = values.unsqueeze(-1).to(parts[0].dtype)
+            parts.append(self.value_projection(value) if self.config.value_encoding == "linear" else value)
+        knowledge_ids = ids if knowledge_ids is None else knowledge_ids
         for kind in self.knowledge_kinds:
-            parts.append(self.knowledge_projections[kind](self.knowledge(kind, ids).to(parts[0].dtype)))
+            projected = self.knowledge_projections[kind](self.knowledge(kind, knowledge_ids).to(parts[0].dtype))
+            parts.append(projected if self.config.knowledge_scale == 1.0 else self.config.knowledge_scale * projected)
         return self.fusion(torch.cat(parts, dim=-1))
 
-    def forward(self, ids: torch.Tensor, values: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        x = self.gene_encoding(ids, values) + self.position_embeddings(position_ids)
+    def forward(self, ids: torch.Tensor, values: torch.Tensor, position_ids: torch.Tensor,
+                knowledge_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.gene_encoding(ids, values, knowledge_ids) + self.position_embeddings(position_ids)
+        if self.config.token_type_embedding:
+            x = x + self.token_type_embeddings.weight[0]
         return self.dropout(self.LayerNorm(x))
 
 
@@ -153,6 +186,8 @@ class GeneCompassPreTrainedModel(PreTrainedModel):
             for kind in module.knowledge_kinds:
                 init.zeros_(getattr(module, f"knowledge_{kind}"))
                 init.zeros_(getattr(module, f"knowledge_{kind}_mask"))
+            if module.config.knowledge_homologs:   # every token reads its own row until a map is set
+                init.copy_(module.knowledge_homolog_index, torch.arange(module.config.vocab_size))
 
 
 class GeneCompassModel(GeneCompassPreTrainedModel):
@@ -168,6 +203,8 @@ class GeneCompassModel(GeneCompassPreTrainedModel):
     def __init__(self, config: GeneCompassConfig):
         super().__init__(config)
         self.embeddings = GeneCompassEmbeddings(config)
+        if config.species_embedding == "separate":
+            self.species_embeddings = nn.Embedding(len(config.species_token_ids), config.hidden_size)
         self.layers = nn.ModuleList([GeneCompassLayer(config) for _ in range(config.num_hidden_layers)])
         self.final_LayerNorm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
                                 if config.pre_layer_norm else None)
@@ -207,14 +244,22 @@ class GeneCompassModel(GeneCompassPreTrainedModel):
             buffer.copy_(matrix.to(buffer.device, buffer.dtype))
             getattr(self.embeddings, f"knowledge_{kind}_mask").copy_(mask.to(buffer.device))
 
+    def knowledge_rows(self, ids: torch.Tensor, species_ids: torch.Tensor) -> torch.Tensor | None:
+        """Under ``knowledge_homologs`` the rows mouse cells read knowledge at; else None (the ids)."""
+        if not self.config.knowledge_homologs:
+            return None
+        mouse = species_ids == self.config.species_token_ids["mouse"]
+        index = self.embeddings.knowledge_homolog_index
+        return torch.where(mouse[:, None], index[ids], ids)
+
     def forward(self, input_ids: torch.Tensor, values: torch.Tensor | None = None,
                 species_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False, return_dict: bool = True, **kwargs):
         cfg = self.config
         b, length = input_ids.shape
-        if length + 1 > cfg.max_position_embeddings:
-            raise ValueError(f"cells of {length} genes need max_position_embeddings >= {length + 1}, "
-                             f"the config has {cfg.max_position_embeddings}")
+        if length > cfg.max_genes:
+            raise ValueError(f"cells of {length} genes need max_position_embeddings >= "
+                             f"{length + cfg.species_position}, the config has {cfg.max_position_embeddings}")
         if species_ids is None:
             raise ValueError("species_ids (the species token id of each cell) is required")
         species_ids = torch.as_tensor(species_ids, device=input_ids.device).long().reshape(b)
@@ -226,12 +271,17 @@ class GeneCompassModel(GeneCompassPreTrainedModel):
         if attention_mask is None:
             attention_mask = input_ids != cfg.pad_token_id
         attention_mask = attention_mask.bool()
-        ids = torch.cat([species_ids[:, None], input_ids], dim=1)
-        vals = torch.cat([values.new_zeros(b, 1), values.to(torch.float32)], dim=1)
         mask = torch.cat([attention_mask.new_ones(b, 1), attention_mask], dim=1)
-        position_ids = torch.arange(length + 1, device=input_ids.device).expand(b, -1)
-
-        x = self.embeddings(ids, vals, position_ids)
+        if cfg.species_embedding == "token":
+            ids = torch.cat([species_ids[:, None], input_ids], dim=1)
+            vals = torch.cat([values.new_zeros(b, 1), values.to(torch.float32)], dim=1)
+            position_ids = torch.arange(length + 1, device=input_ids.device).expand(b, -1)
+            x = self.embeddings(ids, vals, position_ids, self.knowledge_rows(ids, species_ids))
+        else:   # the released layout: genes alone through the embedding, the species vector prepended
+            position_ids = torch.arange(length, device=input_ids.device).expand(b, -1)
+            genes = self.embeddings(input_ids, values.to(torch.float32), position_ids,
+                                    self.knowledge_rows(input_ids, species_ids))
+            x = torch.cat([self.species_embeddings(species_ids)[:, None].to(genes.dtype), genes], dim=1)
         attn_mask = mask[:, None, None, :]  # (B, 1, 1, S): True = attend to this key
         hidden_states = (x,) if output_hidden_states else None
         for layer in self.layers:
