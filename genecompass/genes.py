@@ -451,9 +451,40 @@ def _sum_columns(matrix: sp.csr_matrix, targets: np.ndarray):
     return summed, output_ids
 
 
+def _map_old_symbols(symbols: np.ndarray, targets: np.ndarray, routes: np.ndarray, skip: set[str],
+                     symbol_routes: pd.DataFrame) -> None:
+    """Map the still unmapped ``symbols`` through previous, then alias symbols (in place).
+
+    ``symbol_routes`` (``symbol, ensembl_id, route``) holds only names that
+    point to one gene (``references.hgnc_symbol_routes``); case and dots read as
+    dashes are tolerated as for current symbols.
+    """
+    for route in ("previous", "alias"):
+        chosen = symbol_routes[symbol_routes["route"] == route]
+        lookup = dict(zip(chosen["symbol"].str.upper(), chosen["ensembl_id"]))
+        for i in np.flatnonzero(targets == ""):
+            symbol = symbols[i]
+            if symbol in skip or not symbol:
+                continue
+            for spelling in ([symbol, symbol.replace(".", "-")] if "." in symbol else [symbol]):
+                target = lookup.get(spelling.upper())
+                if target is not None:
+                    targets[i] = target
+                    routes[i] = route
+                    break
+
+
+def _route_shares(routes: np.ndarray, umis: np.ndarray) -> dict:
+    """Per route: input genes and their share of all UMIs."""
+    total = float(umis.sum()) or 1.0
+    return {route: {"n_genes": int((routes == route).sum()), "umi_share": float(umis[routes == route].sum() / total)}
+            for route in dict.fromkeys(routes)}
+
+
 def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
                        path: str | os.PathLike | None = None, *,
-                       preferred_ids: Iterable[str] | None = None) -> tuple[AnnData, dict]:
+                       preferred_ids: Iterable[str] | None = None,
+                       symbol_routes: pd.DataFrame | None = None) -> tuple[AnnData, dict]:
     """Give `adata` Ensembl gene IDs (no version) as `var_names`, summing duplicates.
 
     Identifiers come from `var["gene_ids"]` if mostly Ensembl-like, else from
@@ -462,10 +493,16 @@ def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
     as dashes (R writes HLA-A as HLA.A). A symbol carried by several Ensembl IDs
     is ambiguous and dropped, unless exactly one of them is in `preferred_ids`
     (e.g. HGNC's primary-assembly IDs: Ensembl gene tables also hold
-    alternate-haplotype copies, such as 8 IDs for HLA-A).
+    alternate-haplotype copies, such as 8 IDs for HLA-A). Symbols still
+    unmapped are then looked up among previous symbols, then alias symbols,
+    of ``symbol_routes`` (``references.hgnc_symbol_routes``: names of one gene
+    only), so a file annotated before a renaming (ATP5E, now ATP5F1E) keeps it.
 
     Returns the new AnnData (CSR X in the input dtype, obs unchanged, var:
-    symbol, biotype) and a report dict.
+    symbol, biotype) and a report dict; its ``routes`` give, per route
+    (``ensembl``, ``current``, ``previous``, ``alias``, ``ambiguous``,
+    ``unmapped``), the input genes and their share of the sample's UMIs, and
+    ``umi_share_lost`` the share of the last two.
     """
     check_species(species, path)
     missing = [c for c in ("symbol", "biotype") if c not in gene_table.columns]
@@ -508,6 +545,7 @@ def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
         n_case_insensitive = int(case_insensitive.sum())
         n_dots_as_dashes = int(dots_as_dashes.sum())
         n_mapped_symbols = int((targets != "").sum())
+        routes = np.where(targets != "", "current", "unmapped").astype(object)
         # Human symbols are upper case; a human sample whose symbols mostly match
         # only after case-folding carries mouse-style symbols (Gapdh).
         if species == "human" and n_mapped_symbols and n_case_insensitive > _DOMINANT_FRACTION * n_mapped_symbols:
@@ -516,6 +554,11 @@ def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
                 f"{n_case_insensitive} of {n_mapped_symbols} mapped gene symbols match human symbols "
                 "only when case is ignored (mouse-style symbols such as 'Gapdh')")
         found_symbols = var_names
+        if symbol_routes is not None and len(symbol_routes):
+            _map_old_symbols(inputs, targets, routes, set(ambiguous), symbol_routes)
+    if id_source != "symbols":
+        routes = np.where(targets != "", "ensembl", "unmapped").astype(object)
+    routes[np.isin(inputs, list(ambiguous)) & (targets == "")] = "ambiguous"
 
     mapped = targets != ""
     n_mapped = int(mapped.sum())
@@ -531,6 +574,8 @@ def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
     matrix = adata.X
     if not sp.issparse(matrix):
         matrix = sp.csr_matrix(np.asarray(matrix))
+    umis = np.asarray(sp.csr_matrix(matrix).sum(axis=0, dtype=np.float64)).ravel()
+    route_shares = _route_shares(routes, umis)
     matrix = sp.csr_matrix(matrix)[:, np.flatnonzero(mapped)]
     summed, output_ids = _sum_columns(matrix, targets[mapped])
 
@@ -574,5 +619,10 @@ def harmonize_gene_ids(adata: AnnData, gene_table: pd.DataFrame, species: str,
         # Names used by docs/formats.md.
         "n_ensembl": n_mapped if id_source != "symbols" else 0,
         "n_symbols_mapped": n_mapped if id_source == "symbols" else 0,
+        "n_previous_symbol": int((routes == "previous").sum()),
+        "n_alias_symbol": int((routes == "alias").sum()),
+        "routes": route_shares,
+        "umi_share_lost": float(sum(route_shares.get(r, {}).get("umi_share", 0.0)
+                                    for r in ("unmapped", "ambiguous"))),
     }
     return result, report

@@ -56,14 +56,22 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
 
 
-def read_counts(path: str | os.PathLike, fmt: str | None = None,
-                genome: str | None = None) -> AnnData:
+COUNT_SOURCES = "X (the default), raw (the file's .raw.X) or layers/<name>"
+
+
+def read_counts(path: str | os.PathLike, fmt: str | None = None, genome: str | None = None,
+                counts: str | None = None, gene_column: str | None = None) -> AnnData:
     """Read a count matrix as AnnData (cells x genes, X as CSR).
 
     `fmt` is one of FORMATS or None (detected from the path). `genome` picks one
     genome of a multi-genome 10x file (or a genome subfolder of a Cell Ranger 2
     mtx folder). Gene identifiers stay as found; 10x files give symbols as
     `var_names` (duplicates kept) and Ensembl IDs in `var["gene_ids"]`.
+    `counts` (h5ad only): where the raw counts are, one of COUNT_SOURCES
+    (CELLxGENE and most scanpy users keep log-normalised values in X and the
+    counts in .raw.X or a layer). `gene_column`: a `var` column whose values
+    become the gene identifiers (e.g. CELLxGENE's `feature_name` symbols
+    beside Ensembl IDs in the index).
     """
     path = Path(path)
     if not path.exists():
@@ -71,18 +79,79 @@ def read_counts(path: str | os.PathLike, fmt: str | None = None,
                          "check the `path` column of the sample sheet")
     fmt = None if _blank(fmt) else str(fmt).strip()
     genome = None if _blank(genome) else str(genome).strip()
+    counts = "X" if _blank(counts) else str(counts).strip()
     if fmt is None:
         fmt = detect_format(path)
     if fmt not in FORMATS:
         raise InputError(path, "format", f"unknown format {fmt!r}", _FORMAT_FIX)
+    if counts != "X" and fmt != "h5ad":
+        raise InputError(path, "counts", f"'{counts}' names a part of an h5ad file, but the sample's format is {fmt}",
+                         "leave the sample sheet's counts column empty (or X) for 10x files")
 
     if fmt == "h5ad":
-        adata = _read_h5ad(path)
+        adata = _select_counts(_read_h5ad(path), counts, path)
     elif fmt == "10x_h5":
         adata = _read_10x_h5(path, genome)
     else:
         adata = _read_10x_mtx(path, genome)
+    if not _blank(gene_column):
+        adata = _genes_from_column(adata, str(gene_column).strip(), path)
     return _with_csr(adata, path)
+
+
+def _select_counts(adata: AnnData, counts: str, path: Path) -> AnnData:
+    if counts == "X":
+        return adata
+    if counts == "raw":
+        if adata.raw is None:
+            raise InputError(path, "counts", "is 'raw' but the file has no .raw",
+                             f"set the sample sheet's counts column to one of {integer_count_sources(adata) or ['X']}")
+        var = adata.raw.var.copy()
+        for column in adata.var.columns:   # .raw.var often lacks the columns of var (symbols)
+            if column not in var.columns and adata.var.index.is_unique:
+                var[column] = adata.var[column].reindex(var.index).to_numpy()
+        return AnnData(X=adata.raw.X, obs=adata.obs, var=var, uns=adata.uns)
+    if counts.startswith("layers/"):
+        name = counts[len("layers/"):]
+        if name not in adata.layers:
+            raise InputError(path, "counts", f"the file has no layer '{name}' (it has {list(adata.layers)})",
+                             f"set the sample sheet's counts column to one of {COUNT_SOURCES}")
+        return AnnData(X=adata.layers[name], obs=adata.obs, var=adata.var, uns=adata.uns)
+    raise InputError(path, "counts", f"unknown value {counts!r}", f"use {COUNT_SOURCES}")
+
+
+def integer_count_sources(adata: AnnData) -> list[str]:
+    """The sample-sheet `counts` values under which ``adata`` holds non-negative integer matrices."""
+    def integers(matrix) -> bool:
+        values = matrix.data if sp.issparse(matrix) else np.asarray(matrix).ravel()
+        if values.dtype.kind not in "biuf" or values.size == 0:
+            return False
+        sample = values[:1_000_000]
+        return bool((sample >= 0).all() and (sample == np.round(sample)).all())
+
+    sources = ["X"] if adata.X is not None and integers(adata.X) else []
+    if adata.raw is not None and integers(adata.raw.X):
+        sources.append("raw")
+    sources += [f"layers/{name}" for name, layer in adata.layers.items() if integers(layer)]
+    return sources
+
+
+def count_sources_of(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
+    """``integer_count_sources`` of an h5ad file (other formats hold counts in X only: [])."""
+    path = Path(path)
+    fmt = detect_format(path) if _blank(fmt) else str(fmt).strip()
+    return integer_count_sources(_read_h5ad(path)) if fmt == "h5ad" else []
+
+
+def _genes_from_column(adata: AnnData, column: str, path: Path) -> AnnData:
+    if column not in adata.var.columns:
+        raise InputError(path, "gene_column", f"'{column}' is not a var column (it has {list(adata.var.columns)})",
+                         "set the sample sheet's gene_column to one of those, or leave it empty to use var_names")
+    values = adata.var[column].astype(str).str.strip().to_numpy()
+    # The chosen column replaces var_names and an Ensembl `gene_ids` column, which would win otherwise.
+    var = adata.var.drop(columns=[c for c in (column, "gene_ids") if c in adata.var.columns])
+    var.index = pd.Index(values, dtype=object)
+    return AnnData(X=adata.X, obs=adata.obs, var=var, uns=adata.uns)
 
 
 def _with_csr(adata: AnnData, path: Path) -> AnnData:

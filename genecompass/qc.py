@@ -220,34 +220,64 @@ def plot_qc(cell_metrics: pd.DataFrame, params: QCParams, title: str, path) -> N
     save_figure(fig, path, dpi=100)
 
 
+def _with_count_source_hint(error: InputError, counts_path, fmt, counts, sample) -> InputError:
+    """A not-raw-counts error, with the sample-sheet value that points at the file's raw counts."""
+    from .io import count_sources_of
+
+    if error.field != "X":
+        return error
+    sources = [s for s in count_sources_of(counts_path, fmt) if s != (counts or "X")]
+    if not sources:
+        return error
+    where = "its .raw.X" if sources[0] == "raw" else f"its {sources[0]}"
+    field = "X" if not counts or counts == "X" else f"counts={counts}"
+    return InputError(counts_path, field, error.problem,
+                      f"{where} holds integer counts: set the column counts of sample '{sample}' in the sample "
+                      f"sheet to {sources[0]}")
+
+
 def qc_sample(counts_path, fmt, genome, species, sample, gene_table_path, params: QCParams,
-              out_h5ad, out_filters, out_gene_report, out_figure, preferred_ids=None) -> QCResult:
+              out_h5ad, out_filters, out_gene_report, out_figure, hgnc_path=None, counts: str | None = None,
+              gene_column: str | None = None) -> QCResult:
     """Read one sample, map its genes to Ensembl IDs, filter it, write the outputs.
 
-    ``preferred_ids`` (e.g. HGNC's Ensembl IDs) settle symbols that the gene
-    table lists under several IDs (alternate-haplotype copies).
+    ``hgnc_path`` (the HGNC complete set, human samples): its Ensembl IDs settle
+    symbols that the gene table lists under several IDs (alternate-haplotype
+    copies), and its previous and alias symbols map renamed genes.
+    ``counts`` / ``gene_column``: the sample sheet's columns (``io.read_counts``).
     """
     import logging
 
     from .genes import harmonize_gene_ids, read_gene_table
     from .io import read_counts
+    from .references import hgnc_ensembl_ids, hgnc_symbol_routes
     from .utils import atomic_output, write_json
 
     log = logging.getLogger("genecompass.qc")
-    adata = read_counts(counts_path, fmt, genome=genome)
+    adata = read_counts(counts_path, fmt, genome=genome, counts=counts, gene_column=gene_column)
     log.info("read %s: %d cells x %d genes", counts_path, adata.n_obs, adata.n_vars)
+    preferred_ids = hgnc_ensembl_ids(hgnc_path) if hgnc_path else None
+    symbol_routes = hgnc_symbol_routes(hgnc_path) if hgnc_path else None
     if adata.obs_names.duplicated().any():
         duplicates = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
         raise InputError(counts_path, "obs_names", f"duplicate cell barcodes, e.g. {duplicates}",
                          "make barcodes unique (e.g. adata.obs_names_make_unique()) before running")
     gene_table = read_gene_table(gene_table_path, species)
-    adata, gene_report = harmonize_gene_ids(adata, gene_table, species, counts_path, preferred_ids=preferred_ids)
-    log.info("gene identifiers: %s", {k: v for k, v in gene_report.items() if not isinstance(v, list)})
+    adata, gene_report = harmonize_gene_ids(adata, gene_table, species, counts_path, preferred_ids=preferred_ids,
+                                            symbol_routes=symbol_routes)
+    log.info("gene identifiers: %s", {k: v for k, v in gene_report.items() if not isinstance(v, (list, dict))})
+    log.info("UMIs lost with unmapped or ambiguous genes: %.2f%% (by route: %s)",
+             100 * gene_report["umi_share_lost"],
+             ", ".join(f"{route} {r['n_genes']} genes {100 * r['umi_share']:.2f}%"
+                       for route, r in gene_report["routes"].items()))
     if gene_report.get("n_unmapped") or gene_report.get("n_ambiguous"):
         log.warning("%d unmapped and %d ambiguous gene identifiers dropped (listed in %s)",
                     gene_report.get("n_unmapped", 0), gene_report.get("n_ambiguous", 0), out_gene_report)
 
-    result = qc_filter(adata, params, path=str(counts_path))
+    try:
+        result = qc_filter(adata, params, path=str(counts_path))
+    except InputError as error:
+        raise _with_count_source_hint(error, counts_path, fmt, counts, sample) from None
     for message in result.messages:
         log.info(message)
     log.info("per-filter counts:\n%s", result.filters.to_string(index=False))

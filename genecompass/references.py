@@ -827,6 +827,43 @@ def hgnc_ensembl_ids(path: str | os.PathLike) -> list[str]:
     return strip_version(table["ensembl_gene_id"].dropna().tolist()).tolist()
 
 
+HGNC_SYMBOL_ROUTES = {"previous": "prev_symbol", "alias": "alias_symbol"}   # route -> HGNC column
+
+
+def hgnc_symbol_routes(path: str | os.PathLike) -> pd.DataFrame:
+    """HGNC's previous and alias symbols that name exactly one gene: ``symbol, ensembl_id, route``.
+
+    ``route`` is ``previous`` (a former approved symbol, e.g. ATP5E -> ATP5F1E) or
+    ``alias``. A name listed for several genes within a route is left out (it is
+    ambiguous), and so is any name that is some gene's current symbol (the
+    current symbol wins; symbol harmonisation tries it first anyway). A file
+    without the two columns gives an empty table.
+    """
+    header = [c.strip().strip('"') for c in first_line(path).split("\t")]
+    if "ensembl_gene_id" not in header or "symbol" not in header:
+        raise InputError(path, "ensembl_gene_id" if "symbol" in header else "symbol",
+                         f"missing column (header starts {header[:6]})",
+                         f"give the {_HGNC_LAYOUT}, e.g. hgnc_complete_set.txt from genenames.org")
+    columns = ["symbol", "ensembl_gene_id"] + [c for c in HGNC_SYMBOL_ROUTES.values() if c in header]
+    table = pd.read_csv(path, sep="\t", usecols=columns, dtype=str, keep_default_na=False, index_col=False)
+    table = table[table["ensembl_gene_id"].str.strip() != ""]
+    current = set(table["symbol"].str.strip().str.upper())
+    parts = []
+    for route, column in HGNC_SYMBOL_ROUTES.items():
+        if column not in table.columns:
+            continue
+        names = table[column].str.strip().str.strip('"').str.split("|")
+        pairs = pd.DataFrame({"symbol": names, "ensembl_id": strip_version(table["ensembl_gene_id"].str.strip())})
+        pairs = pairs.explode("symbol")
+        pairs["symbol"] = pairs["symbol"].str.strip()
+        pairs = pairs[(pairs["symbol"] != "") & ~pairs["symbol"].str.upper().isin(current)].drop_duplicates()
+        unique = ~pairs["symbol"].str.upper().duplicated(keep=False)
+        parts.append(pairs[unique].assign(route=route))
+    if not parts:
+        return pd.DataFrame(columns=["symbol", "ensembl_id", "route"])
+    return pd.concat(parts, ignore_index=True)
+
+
 def read_promoters(inputs: Mapping[str, str], upstream: int = 500, downstream: int = 2000) -> pd.DataFrame:
     """Promoters from one of the configured sources: DataFrame(ensembl_id, sequence).
 

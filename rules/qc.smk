@@ -31,6 +31,8 @@ rule qc:
         species=sample_species,
         fmt=lambda wildcards: sample_row(wildcards)["format"],
         genome=lambda wildcards: sample_row(wildcards).get("genome", ""),
+        counts=lambda wildcards: sample_row(wildcards).get("counts") or None,
+        gene_column=lambda wildcards: sample_row(wildcards).get("gene_column") or None,
         qc=config["qc"],
     script:
         "../scripts/qc.py"

@@ -1,7 +1,6 @@
 """Rule qc: read one sample, harmonise gene IDs, apply the QC filters."""
 
 from genecompass.qc import QCParams, qc_sample
-from genecompass.references import hgnc_ensembl_ids
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
@@ -12,7 +11,9 @@ with logged_to(snakemake.log[0]):
         species=snakemake.params.species,
         sample=snakemake.wildcards.sample,
         gene_table_path=snakemake.input.genes,
-        preferred_ids=hgnc_ensembl_ids(snakemake.input.hgnc[0]) if snakemake.input.hgnc else None,
+        hgnc_path=snakemake.input.hgnc[0] if snakemake.input.hgnc else None,
+        counts=snakemake.params.counts,
+        gene_column=snakemake.params.gene_column,
         params=QCParams.from_dict(snakemake.params.qc),
         out_h5ad=snakemake.output.h5ad,
         out_filters=snakemake.output.filters,

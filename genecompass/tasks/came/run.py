@@ -132,6 +132,7 @@ def came(pair: dict, task: dict, method: str, reference_files: list[str], query_
 
     from genecompass.dictionary import read_dictionary
     from genecompass.tasks.annotation.metrics import annotation_metrics, plot_confusion
+    from genecompass.tasks.came.labels import match_labels
     from genecompass.tasks.came.methods import method_uses_genecompass
     from genecompass.utils import atomic_output, write_json
 
@@ -139,6 +140,11 @@ def came(pair: dict, task: dict, method: str, reference_files: list[str], query_
     reference = join_samples({s: ad.read_h5ad(p) for s, p in zip(pair["reference"], reference_files)},
                              label_column, "reference")
     query = join_samples({s: ad.read_h5ad(p) for s, p in zip(pair["query"], query_files)}, None, "query")
+    label_report = None
+    if label_column in query.obs:   # score against the reference's spelling of each type
+        renamed, label_report = match_labels(reference.obs[label_column], query.obs[label_column],
+                                             pair.get("label_map"))
+        query.obs[label_column] = renamed
     homology = homology_from_dictionary(read_dictionary(dictionary_path), reference_species, query_species)
     embeddings = None
     if method_uses_genecompass(method):
@@ -153,6 +159,8 @@ def came(pair: dict, task: dict, method: str, reference_files: list[str], query_
     summary = {"pair": pair["name"], "method": method, "seeds": list(task["seeds"]),
                "per_seed": runs.per_seed.to_dict(orient="records"), "mean": runs.mean, "sd": runs.sd,
                "n_reference_cells": reference.n_obs, "n_query_cells": query.n_obs}
+    if label_report is not None:
+        summary["labels"] = label_report
     if truth is not None:
         predictions["true"] = truth
         consensus = annotation_metrics(truth, predictions["predicted"], labels=runs.results[0].classes)
