@@ -257,7 +257,7 @@ def qc_sample(counts_path, fmt, genome, species, sample, gene_table_path, params
     adata = read_counts(counts_path, fmt, genome=genome, counts=counts, gene_column=gene_column)
     log.info("read %s: %d cells x %d genes", counts_path, adata.n_obs, adata.n_vars)
     preferred_ids = hgnc_ensembl_ids(hgnc_path) if hgnc_path else None
-    symbol_routes = hgnc_symbol_routes(hgnc_path) if hgnc_path else None
+    symbol_routes = hgnc_symbol_routes(hgnc_path) if hgnc_path and species == "human" else None
     if adata.obs_names.duplicated().any():
         duplicates = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
         raise InputError(counts_path, "obs_names", f"duplicate cell barcodes, e.g. {duplicates}",

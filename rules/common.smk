@@ -49,7 +49,8 @@ def sample_gene_table(wildcards):
 
 
 def sample_hgnc(wildcards):
-    """HGNC's IDs settle human symbols that the gene table lists under several IDs."""
+    """HGNC's IDs settle human symbols that the gene table lists under several IDs; its previous
+    and alias symbols map renamed genes."""
     if sample_species(wildcards) == "human" and config["references"].get("gene_groups"):
         return [reference_file(config["references"]["gene_groups"])]
     return []
