@@ -1,5 +1,6 @@
-# Helpers every rule file uses: the sample sheet, reference files, task entries and model paths.
-# Each stage's and each task's own input functions sit in its rule file; logic that tests should
+# Helpers for every rules file: the sample sheet, reference files, task entries and model paths.
+# Each stage's and each task's own input functions sit in rules/<name>_functions.smk, beside its
+# rules (Snakemake's linter wants functions and rules in separate files); logic that tests should
 # reach lives in the library (genecompass.plan).
 
 import json

@@ -5,24 +5,6 @@
 DEEPCE_METHODS = list(deepce_methods.METHODS)
 
 
-def deepce_dataset(name):
-    return task_entry("deepce", name)
-
-
-def deepce_method_inputs(wildcards):
-    entry = deepce_dataset(wildcards.dataset)
-    inputs = {"prepared": f"results/tasks/deepce/{wildcards.dataset}/prepared/signatures.h5ad"}
-    if deepce_methods.method_uses_genecompass(wildcards.method):
-        inputs.update(genecompass_embedding_inputs("deepce"))
-    elif wildcards.method == "deepce":
-        inputs["gene_vectors"] = reference_file(entry["gene_vectors"])
-    return inputs
-
-
-def deepce_targets():
-    return [f"results/tasks/deepce/{name}/metrics.tsv" for name in task_entries("deepce")]
-
-
 rule deepce_prepare:
     input:
         data=lambda wildcards: reference_file(deepce_dataset(wildcards.dataset)["data"]),

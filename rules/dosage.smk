@@ -8,19 +8,6 @@ DOSAGE_FINETUNE_METHODS = dosage_methods.FINETUNE_METHODS
 DOSAGE_METHODS = dosage_methods.METHODS
 
 
-def dosage_task():
-    return config["tasks"].get("dosage") or {}
-
-
-def dosage_shards():
-    chosen = dosage_task().get("samples") or list(samples.index)
-    return [f"results/tokens/shards/{sample}.arrow" for sample in chosen]
-
-
-def dosage_targets():
-    return ["results/tasks/dosage/metrics.tsv"] if dosage_task().get("labels") else []
-
-
 rule dosage_finetune:
     input:
         shards=dosage_shards(),

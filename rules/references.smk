@@ -1,19 +1,6 @@
 # Reference tables in the workflow's own layouts (docs/formats.md).
 
 
-def species_gene_table_source(wildcards):
-    return reference_file(config["references"][f"{wildcards.species}_genes"])
-
-
-def downloads():
-    """File name in the cache -> the entry ({url, sha256}) to download it from."""
-    return plan.downloads(config, REFERENCE_CACHE)
-
-
-def download_params(wildcards):
-    return downloads()[wildcards.filename]
-
-
 rule gene_table:
     input:
         species_gene_table_source,

@@ -42,5 +42,7 @@ for _target_rule, _targets in TARGET_RULES.items():
 
 
 def all_targets():
-    """Every named target's files: what rule ``all`` builds."""
-    return [path for targets in TARGET_RULES.values() for path in targets()]
+    """Every named target's files, what ``all`` builds; the per-sample QC h5ads are left out, because
+    the jobs of the QC summary write them anyway."""
+    qc_files = set(qc_outputs("h5ad"))
+    return [path for targets in TARGET_RULES.values() for path in targets() if path not in qc_files]
