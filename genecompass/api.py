@@ -24,33 +24,20 @@ import numpy as np
 import pandas as pd
 
 from genecompass.errors import InputError
+from genecompass.io import integer_count_sources, select_counts
 from genecompass.normalize import as_csr
 from genecompass.tokenize import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LENGTH, CellTokenizer, chunk_table
 
 EMBEDDING_KEY = "X_genecompass"
 
 
-def _counts(adata, layer: str | None):
-    if layer is None:
-        return adata.X, "X"
-    if layer == "raw":
-        if adata.raw is None:
-            raise InputError(None, "raw", "the AnnData has no .raw", "pass layer=None or the layer with counts")
-        if list(adata.raw.var_names) != list(adata.var_names):
-            raise InputError(None, "raw", "its genes differ from var_names", "pass adata.raw.to_adata() itself")
-        return adata.raw.X, "raw.X"
-    if layer not in adata.layers:
-        raise InputError(None, f"layers['{layer}']", "does not exist",
-                         f"use one of {list(adata.layers)}, 'raw' or None (X)")
-    return adata.layers[layer], f"layers['{layer}']"
-
-
 def tokenize_anndata(adata, gene_to_token: Mapping[str, int], medians, species: str, *, scheme: str = "paper",
-                     layer: str | None = None, max_length: int = DEFAULT_MAX_LENGTH,
+                     counts: str = "X", max_length: int = DEFAULT_MAX_LENGTH,
                      chunk_size: int = DEFAULT_CHUNK_SIZE, sample: str = "anndata"):
     """Rank-value tokens of the cells of ``adata`` as a ``datasets.Dataset`` (one row per cell with a token).
 
-    ``adata`` holds raw counts (in ``X``, ``layer`` or ``layer="raw"``) with
+    ``adata`` holds raw counts where ``counts`` says (``X``, ``raw`` or ``layers/<name>``, as the
+    sample sheet's column and ``io.select_counts``) with
     genes named as ``gene_to_token``'s keys (Ensembl IDs); ``medians`` as for
     :class:`CellTokenizer` (our ``medians.tsv`` or ``released.read_medians``);
     ``scheme`` ``paper`` (ours) or ``released`` (the authors' checkpoints).
@@ -61,19 +48,18 @@ def tokenize_anndata(adata, gene_to_token: Mapping[str, int], medians, species: 
 
     from genecompass.tokenize import shard_features
 
-    matrix, where = _counts(adata, layer)
-    counts = as_csr(matrix)
-    data = counts.data
+    matrix = as_csr(select_counts(adata, counts).X)
+    data = matrix.data
     if len(data) and (data.min() < 0 or not np.array_equal(data, np.round(data))):
-        raise InputError(None, where, "holds negative or non-integer values (normalised data?)",
-                         "pass raw counts: layer='counts', layer='raw', or the raw matrix in X")
+        raise InputError(None, counts, "holds negative or non-integer values (normalised data?)",
+                         f"pass counts= one of {integer_count_sources(adata) or ['X', 'raw', 'layers/<name>']}")
     tokenizer = CellTokenizer(adata.var_names, gene_to_token, medians, max_length, scheme=scheme)
     if tokenizer.token_map.n_genes_kept == 0:
         raise InputError(None, "var_names", f"none of {adata.n_vars} genes has a token (e.g. "
                          f"{list(adata.var_names[:3])})", "name genes by Ensembl ID, as the token dictionary does")
     cell_ids = np.asarray(adata.obs_names, dtype=object)
-    tables = [chunk_table(tokenizer(counts[start:start + chunk_size]), cell_ids[start:start + chunk_size],
-                           species, sample) for start in range(0, counts.shape[0], chunk_size)]
+    tables = [chunk_table(tokenizer(matrix[start:start + chunk_size]), cell_ids[start:start + chunk_size],
+                           species, sample) for start in range(0, matrix.shape[0], chunk_size)]
     table = pa.concat_tables(tables) if tables else shard_features().arrow_schema.empty_table()
     return Dataset(table.cast(shard_features().arrow_schema))
 

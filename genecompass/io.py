@@ -89,7 +89,7 @@ def read_counts(path: str | os.PathLike, fmt: str | None = None, genome: str | N
                          "leave the sample sheet's counts column empty (or X) for 10x files")
 
     if fmt == "h5ad":
-        adata = _select_counts(_read_h5ad(path), counts, path)
+        adata = select_counts(_read_h5ad(path), counts, path)
     elif fmt == "10x_h5":
         adata = _read_10x_h5(path, genome)
     else:
@@ -99,7 +99,8 @@ def read_counts(path: str | os.PathLike, fmt: str | None = None, genome: str | N
     return _with_csr(adata, path)
 
 
-def _select_counts(adata: AnnData, counts: str, path: Path) -> AnnData:
+def select_counts(adata: AnnData, counts: str, path: Path | None = None) -> AnnData:
+    """``adata`` with the matrix named by ``counts`` (one of COUNT_SOURCES) as X."""
     if counts == "X":
         return adata
     if counts == "raw":

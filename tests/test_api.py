@@ -74,13 +74,13 @@ def test_counts_from_a_layer_or_raw_and_normalised_x_refused():
     normalised.layers["counts"] = normalised.X.copy()
     normalised.raw = normalised
     normalised.X = sp.csr_matrix(np.log1p(normalised.X.toarray() / 7.0))
-    with pytest.raises(InputError, match="non-integer.*layer='counts'"):
+    with pytest.raises(InputError, match="non-integer.*'raw', 'layers/counts'"):
         api.tokenize_anndata(normalised, gene_to_token, medians, "human")
-    for layer in ("counts", "raw"):
-        got = api.tokenize_anndata(normalised, gene_to_token, medians, "human", layer=layer)
+    for source in ("layers/counts", "raw"):
+        got = api.tokenize_anndata(normalised, gene_to_token, medians, "human", counts=source)
         assert got.to_dict() == expected.to_dict()
-    with pytest.raises(InputError, match="layers\\['spliced'\\]"):
-        api.tokenize_anndata(normalised, gene_to_token, medians, "human", layer="spliced")
+    with pytest.raises(InputError, match="no layer 'spliced'"):
+        api.tokenize_anndata(normalised, gene_to_token, medians, "human", counts="layers/spliced")
     symbols = adata.copy()
     symbols.var_names = [f"GENE{i}" for i in range(len(GENES))]
     with pytest.raises(InputError, match="Ensembl ID"):

@@ -155,8 +155,6 @@ def _check_layout(config: GeneCompassConfig) -> None:
     order = [kind for kind in RELEASED_KINDS.values() if kind in config.knowledge_kinds]
     if list(config.knowledge_kinds) != order:
         raise ValueError(f"knowledge kinds {config.knowledge_kinds} must follow the release's order {order}")
-    if config.use_values and config.value_encoding != "scalar":
-        raise ValueError("the released layout takes the value as one scalar (value_encoding 'scalar')")
 
 
 # --------------------------------------------------------------------------- weights
