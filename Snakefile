@@ -36,7 +36,7 @@ wildcard_constraints:
     # alternation of every name sits in every per-sample pattern and makes planning quadratic.
     sample="[A-Za-z0-9][A-Za-z0-9_.-]*",
     species="human|mouse",
-    variant="|".join([*config["model"]["variants"], "untrained"]),
+    variant="|".join([*config["model"]["variants"], "untrained", "released"]),
 
 
 include: "rules/common.smk"

@@ -23,12 +23,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from genecompass.embedding_files import EMBEDDING_KEY
 from genecompass.errors import InputError
 from genecompass.io import integer_count_sources, select_counts
 from genecompass.normalize import as_csr
 from genecompass.tokenize import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LENGTH, CellTokenizer, chunk_table
-
-EMBEDDING_KEY = "X_genecompass"
 
 
 def tokenize_anndata(adata, gene_to_token: Mapping[str, int], medians, species: str, *, scheme: str = "paper",

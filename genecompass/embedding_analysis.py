@@ -143,7 +143,7 @@ def plot_similarity(pairs_by_variant: dict[str, pd.DataFrame], within_by_variant
     save_figure(fig, path, dpi=110)
 
 
-__all__ = ["cross_species_similarity", "plot_similarity", "summarize"]
+__all__ = ["cross_species_similarity", "plot_cell_embeddings", "plot_similarity", "summarize"]
 
 
 def analyse(variants: list[str], contextual_files: dict[str, str], sample_files: dict[str, list[str]],
@@ -171,3 +171,49 @@ def analyse(variants: list[str], contextual_files: dict[str, str], sample_files:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     plot_similarity(pairs, within, out_figure)
     return summary
+
+
+def plot_cell_embeddings(h5ad_files: list[str], path, color_by: str | None = None, max_cells: int = 5000,
+                         seed: int = 0) -> dict:
+    """The cells' GeneCompass embeddings (``obsm["X_genecompass"]``) on their first two principal
+    components, coloured by sample and, when ``color_by`` names an obs column, by it. Returns the
+    cells drawn and the variance the two components explain."""
+    import anndata as ad
+    from sklearn.decomposition import PCA
+
+    from genecompass.embedding_files import EMBEDDING_KEY
+    from genecompass.plotting import plt, save_figure
+
+    frames, vectors = [], []
+    for file in h5ad_files:
+        adata = ad.read_h5ad(file)
+        keep = np.isfinite(adata.obsm[EMBEDDING_KEY]).all(axis=1)   # cells with no known gene are NaN
+        obs = pd.DataFrame({"sample": str(adata.uns.get("sample", file))}, index=adata.obs_names[keep])
+        if color_by is not None:   # a sample without the column (e.g. a 10x file) is drawn as "unlabelled"
+            labels = adata.obs[color_by].astype(str).to_numpy() if color_by in adata.obs else \
+                np.full(adata.n_obs, "unlabelled", dtype=object)
+            obs[color_by] = labels[keep]
+        frames.append(obs)
+        vectors.append(np.asarray(adata.obsm[EMBEDDING_KEY])[keep])
+    obs, x = pd.concat(frames), np.concatenate(vectors)
+    if color_by is not None and (obs[color_by] == "unlabelled").all():
+        raise ValueError(f"no sample has the obs column '{color_by}' (embeddings.color_by) to colour the cells by; "
+                         "set embeddings.color_by to a column of your samples, or null")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(x), size=min(max_cells, len(x)), replace=False))
+    pca = PCA(n_components=2, random_state=seed).fit(x[chosen])
+    xy = pca.transform(x[chosen])
+    columns = ["sample", *([color_by] if color_by else [])]
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.2 * len(columns), 4.4), squeeze=False)
+    for axis, column in zip(axes[0], columns):
+        labels = obs[column].to_numpy()[chosen]
+        for label in sorted(set(labels)):
+            at = labels == label
+            axis.scatter(xy[at, 0], xy[at, 1], s=4, alpha=0.6, label=label)
+        axis.set_title(f"GeneCompass cell embeddings by {column}", fontsize=9)
+        axis.set_xlabel(f"PC1 ({pca.explained_variance_ratio_[0]:.0%})")
+        axis.set_ylabel(f"PC2 ({pca.explained_variance_ratio_[1]:.0%})")
+        axis.legend(fontsize=6, markerscale=2, loc="best")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    return {"cells": int(len(chosen)), "explained_variance": [float(v) for v in pca.explained_variance_ratio_]}

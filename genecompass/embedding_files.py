@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+EMBEDDING_KEY = "X_genecompass"   # obsm key of the cell embeddings
+
 
 @dataclass
 class SampleEmbeddings:
@@ -46,7 +48,7 @@ def select_gene_cells(obs: pd.DataFrame, cell_ids, obs_column: str | None = None
     return chosen
 
 
-def attach_cell_embeddings(adata, result: SampleEmbeddings, source=None, key: str = "X_genecompass") -> None:
+def attach_cell_embeddings(adata, result: SampleEmbeddings, source=None, key: str = EMBEDDING_KEY) -> None:
     """Put a sample's cell embeddings into ``adata.obsm[key]`` (matched by cell ID) and the
     within-cell gene cosine into ``obs``; every cell of ``adata`` must have an embedding."""
     position = {cell: i for i, cell in enumerate(result.cell_ids)}

@@ -47,14 +47,17 @@ def reference_entries(node) -> Iterator[Mapping]:
 
 
 def downloads(config: Mapping, cache_dir) -> dict[str, dict]:
-    """File name in ``cache_dir`` -> the entry to download it from: every reference and task-dataset file
-    given as a URL whose local copy is not there."""
+    """File name in ``cache_dir`` -> the entry to download it from: every reference, task-dataset and
+    released-model file given as a URL whose local copy is not there."""
     task_files = [dataset[key]
                   for task in ("perturbation", "cpa", "deepce")
                   for dataset in ((config.get("tasks") or {}).get(task) or {}).get("datasets") or []
                   for key in TASK_FILE_KEYS if isinstance(dataset.get(key), Mapping)]
+    released = released_source(config.get("model") or {}) or {}
+    model_files = [entry for entry in [released.get("checkpoint"), released.get("token_dictionary"),
+                                       *(released.get("medians") or {}).values()] if isinstance(entry, Mapping)]
     result = {}
-    for entry in [*reference_entries(config["references"]), *task_files]:
+    for entry in [*reference_entries(config["references"]), *task_files, *model_files]:
         target = reference_file(entry, cache_dir)
         if "url" in entry and Path(target).parent == Path(cache_dir):
             result[Path(target).name] = locator(entry)
@@ -119,3 +122,85 @@ def summary_entries(task_targets: Mapping[str, list[str]], dosage_labels: str | 
     entries["dosage"] = [{"task": "dosage", "path": path, "dataset": Path(str(dosage_labels)).name.split(".")[0]}
                          for path in task_targets.get("dosage", [])]
     return {task: entries[task] for task in tasks if entries.get(task)}
+
+
+# ---- models: which the tasks use, and the controls beside it
+
+RELEASED_MODEL = "released"      # the name a released checkpoint (model.source) takes in results/
+UNTRAINED_MODEL = "untrained"
+EXPORT_FOLDER = "results/model/{variant}/released"   # a variant exported in the released layout
+RELEASED_DICTIONARY_FILES = ("human_mouse_tokens.pickle", "human_gene_median_after_filter.pickle",
+                             "mouse_gene_median_after_filter.pickle")   # genecompass.released writes them
+
+
+def released_source(model_section: Mapping) -> dict | None:
+    """The released checkpoint entry of ``model.source`` (checkpoint, token_dictionary, medians), or None."""
+    source = model_section.get("source")
+    return dict(source) if isinstance(source, Mapping) else None
+
+
+def exported_variant(model_section: Mapping) -> str | None:
+    """The variant whose own export (``EXPORT_FOLDER``) a released source names, else None.
+
+    Its runs would repeat the imported copy's (the workflow test checks that the two give the
+    same embeddings), so the imported copy stands for both.
+    """
+    source = released_source(model_section)
+    checkpoint = source and source.get("checkpoint")
+    if isinstance(checkpoint, str):
+        parts = Path(checkpoint).parts
+        if len(parts) == 4 and parts[:2] == ("results", "model") and parts[3] == "released" \
+                and parts[2] in (model_section.get("variants") or {}):
+            return parts[2]
+    return None
+
+
+def source_model(model_section: Mapping) -> str:
+    """The model every task uses: a variant (``model.source`` a name, or null: the first) or ``released``."""
+    variants = list(model_section["variants"])
+    source = model_section.get("source")
+    if source is None:
+        return variants[0]
+    if isinstance(source, Mapping):
+        return RELEASED_MODEL
+    if source not in variants:
+        raise ValueError(f"config: model.source '{source}' is not a variant of model.variants ({variants}); "
+                         "name one of them, or give a released checkpoint as {checkpoint, token_dictionary, medians}")
+    return source
+
+
+def control_models(model_section: Mapping) -> list[str]:
+    """Models every task runs on beside the source: ``model.controls``, by default every pretrained variant
+    but the source (and the variant a released source was exported from), then the untrained model."""
+    variants = list(model_section["variants"])
+    source = source_model(model_section)
+    if model_section.get("controls") is not None:
+        controls = list(model_section["controls"])
+        unknown = [c for c in controls if c not in variants and c != UNTRAINED_MODEL]
+        if unknown or source in controls:
+            raise ValueError(f"config: model.controls {controls}: each must be a variant of model.variants "
+                             f"({variants}) or '{UNTRAINED_MODEL}', and not the source '{source}'")
+        return controls
+    skip = {source, exported_variant(model_section)}
+    return [v for v in variants if v not in skip] + [UNTRAINED_MODEL]
+
+
+def task_models(model_section: Mapping) -> list[str]:
+    """The source model, then its controls."""
+    return [source_model(model_section), *control_models(model_section)]
+
+
+def method_name(method: str, model: str, model_section: Mapping) -> str:
+    """A task's method run on ``model``: its own name on the source, ``<method>_<model>`` on a control."""
+    return method if model == source_model(model_section) else f"{method}_{model}"
+
+
+def method_model(method: str, base_methods, model_section: Mapping) -> tuple[str, str]:
+    """(base method, model) of a method name of :func:`method_name` (e.g. ``genecompass_came_untrained``)."""
+    if method in base_methods:
+        return method, source_model(model_section)
+    for model in control_models(model_section):
+        base = method[:-len(model) - 1]
+        if method.endswith(f"_{model}") and base in base_methods:
+            return base, model
+    raise ValueError(f"method '{method}' is none of {list(base_methods)} on the models {task_models(model_section)}")

@@ -127,17 +127,25 @@ def fold_metrics_rows(path, task: str, dataset: str, controls=()) -> list[dict]:
             for r in table.to_dict(orient="records") if pd.notna(r["mean"])]  # NaN: no fold could score it
 
 
-def insilico_rows(folder, dataset: str) -> list[dict]:
+def insilico_rows(folder, dataset: str, model: str = "", controls=()) -> list[dict]:
     """In-silico perturbation of one dataset: the state shift of the drivers against random gene
     sets, the embedding shifts of TF targets, housekeeping and other genes after TF deletions, and
-    the ranks of the planted (or known) drivers among the overexpression candidates."""
+    the ranks of the planted (or known) drivers among the overexpression candidates.
+
+    ``model``: a control model the run used (its rows' methods end in ``_<model>``); empty for the
+    source model."""
     folder = Path(folder)
-    task, rows = "insilico", []
+    rows = []
+    suffix = f"_{model}" if model else ""
+
+    def row(method, metric, value, **kwargs):
+        return _row("insilico", dataset, f"{method}{suffix}", metric, value, controls=controls, **kwargs)
+
     shift = json.loads((folder / "state_shift.json").read_text())
     subset = f"{shift['source']}->{shift['target']}"
-    rows.append(_row(task, dataset, "drivers", "state_shift", shift["genes_mean"], subset=subset))
-    rows.append(_row(task, dataset, "drivers", "empirical_p", shift["empirical_p"], subset=subset))
-    rows.append(_row(task, dataset, "random_genes", "state_shift", shift["random_mean"], subset=subset,
+    rows.append(row("drivers", "state_shift", shift["genes_mean"], subset=subset))
+    rows.append(row("drivers", "empirical_p", shift["empirical_p"], subset=subset))
+    rows.append(row("random_genes", "state_shift", shift["random_mean"], subset=subset,
                      spread=shift["random_sd"], n=shift["n_random"]))
 
     tests = pd.read_csv(folder / "deletion_tests.tsv", sep="\t")
@@ -147,7 +155,7 @@ def insilico_rows(folder, dataset: str) -> list[dict]:
                                                                                "mean_versus": "shift"})])
     per_tf = per_tf.drop_duplicates(["tf", "genes"])
     for genes, group in per_tf.groupby("genes"):
-        rows.append(_row(task, dataset, str(genes), "deletion_shift", group["shift"].mean(), subset="TF deletion",
+        rows.append(row(str(genes), "deletion_shift", group["shift"].mean(), subset="TF deletion",
                          spread=group["shift"].std(ddof=1) if len(group) > 1 else math.nan, n=len(group)))
 
     candidates = pd.read_csv(folder / "candidates.tsv", sep="\t", keep_default_na=False)
@@ -156,19 +164,20 @@ def insilico_rows(folder, dataset: str) -> list[dict]:
         target = column.removeprefix("rank_")
         drivers = candidates.loc[[target in states for states in driver_of]]
         if len(drivers):
-            rows.append(_row(task, dataset, "drivers", "driver_median_rank", drivers[column].median(),
+            rows.append(row("drivers", "driver_median_rank", drivers[column].median(),
                              subset=f"toward {target} (of {len(candidates)})", n=len(drivers)))
     return rows
 
 
-def task_rows(task: str, dataset: str, path, controls=()) -> list[dict]:
-    """Rows of one task's result file (or, for in-silico perturbation, its result folder)."""
+def task_rows(task: str, dataset: str, path, controls=(), model: str = "") -> list[dict]:
+    """Rows of one task's result file (or, for in-silico perturbation, its result folder; ``model``: the
+    control model of its run, empty for the source)."""
     if task in {"annotation", "came"}:
         return seed_metrics_rows(path, task, dataset, controls)
     if task == "dosage":
         return fold_metrics_rows(path, task, dataset, controls)
     if task == "insilico":
-        return insilico_rows(path, dataset)
+        return insilico_rows(path, dataset, model, controls)
     if task in {"grn", "perturbation", "cpa", "deepce"}:
         return method_table_rows(path, task, dataset, controls)
     raise ValueError(f"unknown task '{task}' (known: {sorted(HEADLINE)})")
@@ -176,7 +185,8 @@ def task_rows(task: str, dataset: str, path, controls=()) -> list[dict]:
 
 def summary_table(entries: list[dict], controls=()) -> pd.DataFrame:
     """The tidy table of ``entries`` ({task, dataset, path}), methods ordered by role."""
-    rows = [row for entry in entries for row in task_rows(entry["task"], entry["dataset"], entry["path"], controls)]
+    rows = [row for entry in entries
+            for row in task_rows(entry["task"], entry["dataset"], entry["path"], controls, entry.get("model", ""))]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["_role"] = table["role"].map(ROLES.index)
     table = table.sort_values(["task", "dataset", "subset", "metric", "_role", "method"], kind="stable")

@@ -78,6 +78,7 @@ class GeneTokenMap:
         self.n_genes_unmapped = len(self.unmapped_genes)
         self.n_genes_without_median = int(mapped.sum() - kept.sum())
         self.n_genes_kept = int(kept.sum())
+        self.mapped = mapped
 
         self.token_ids, local = np.unique(global_token[kept], return_inverse=True)
         self.token_ids = self.token_ids.astype(np.int64)
@@ -92,17 +93,18 @@ class GeneTokenMap:
         """Number of distinct tokens with a positive count in each cell of a chunk."""
         return _count_tokens(*_kernel_csr(counts), self.gene_local, self.n_tokens, numba.get_num_threads())
 
-    def normalised(self, counts: sp.csr_matrix, target_sum: float = DEFAULT_TARGET_SUM):
+    def normalised(self, counts: sp.csr_matrix, target_sum: float = DEFAULT_TARGET_SUM, per_cell_total: bool = True):
         """Token-space non-zeros of a chunk of cells, cell after cell.
 
         Returns ``(local, value)``: local token (int32) and normalised
-        expression (float64) of each non-zero (cell, token) pair.
+        expression (float64) of each non-zero (cell, token) pair; without
+        ``per_cell_total`` the raw counts (the released scheme's medians).
         """
         offsets = _offsets(self.token_counts(counts))
         local = np.empty(offsets[-1], dtype=np.int32)
         value = np.empty(offsets[-1], dtype=np.float64)
-        _normalised_rows(*_kernel_csr(counts), self.gene_local, self.n_tokens, float(target_sum), offsets,
-                         numba.get_num_threads(), local, value)
+        _normalised_rows(*_kernel_csr(counts), self.gene_local, self.n_tokens, float(target_sum),
+                         per_cell_total, offsets, numba.get_num_threads(), local, value)
         return local, value
 
 
@@ -180,9 +182,11 @@ def _count_tokens(indptr, indices, data, gene_local, n_local, n_threads):
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
-def _normalised_rows(indptr, indices, data, gene_local, n_local, target_sum, offsets, n_threads,
+def _normalised_rows(indptr, indices, data, gene_local, n_local, target_sum, per_cell_total, offsets, n_threads,
                      local, value):
-    """Local token and normalised value of each row's tokens, into ``local`` / ``value``."""
+    """Local token and normalised value of each row's tokens, into ``local`` / ``value``.
+
+    Without ``per_cell_total`` (the released scheme) the value is the raw count."""
     n_rows = len(indptr) - 1
     max_nnz = _max_row_nnz(indptr)
     n_tasks = min(n_rows, n_threads)
@@ -195,7 +199,7 @@ def _normalised_rows(indptr, indices, data, gene_local, n_local, target_sum, off
                                    row_local, row_count)
             for q in range(n):
                 local[offsets[i] + q] = row_local[q]
-                value[offsets[i] + q] = row_count[q] / total * target_sum
+                value[offsets[i] + q] = row_count[q] / total * target_sum if per_cell_total else row_count[q]
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -422,12 +426,17 @@ class TokenHistogram:
 
 def sample_histogram(h5ad_path, gene_to_token: Mapping[str, int], chunk_size: int = DEFAULT_CHUNK_SIZE, *,
                      bins: BinSpec = BinSpec(), target_sum: float = DEFAULT_TARGET_SUM,
-                     progress: bool = False) -> TokenHistogram:
+                     progress: bool = False, scheme: str = "paper") -> TokenHistogram:
     """Histogram of log10(normalised non-zero expression) per token of one sample.
+
+    Under ``scheme="released"`` the raw counts: the released tokenization divides
+    counts, not normalised values, by the gene medians.
 
     Reads the sample in chunks of ``chunk_size`` cells; memory is
     O(tokens x bins + chunk), independent of the number of cells.
     """
+    if scheme not in TOKEN_SCHEMES:
+        raise ValueError(f"tokenization scheme must be one of {TOKEN_SCHEMES}, got '{scheme}'")
     with _CountsReader(h5ad_path) as reader:
         token_map = GeneTokenMap(reader.var_names, gene_to_token)
         _log_mapping(h5ad_path, token_map)
@@ -436,7 +445,7 @@ def sample_histogram(h5ad_path, gene_to_token: Mapping[str, int], chunk_size: in
         dtype = np.int32 if reader.n_cells < 2**31 else np.int64
         counts = np.zeros((token_map.n_tokens, bins.n_bins), dtype=dtype)
         for _, _, chunk in reader.chunks(chunk_size, progress, "histogram"):
-            local, normalised = token_map.normalised(chunk, target_sum)
+            local, normalised = token_map.normalised(chunk, target_sum, scheme == "paper")
             _add_to_histogram(counts, local, bins.index(normalised))
         return TokenHistogram._from_dense(token_map.token_ids, counts, bins, reader.n_cells)
 
@@ -540,11 +549,11 @@ def write_medians(medians: pd.DataFrame, path, token_names: Mapping[int, str] | 
     names = token_names or {}
     table.insert(1, "token", [names.get(int(t), "") for t in table["token_id"]])
     with atomic_output(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)  # full precision: shards use these exact values
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.17g")  # exact: shards use these values
 
 
 def read_medians(path) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", keep_default_na=False)
+    table = pd.read_csv(path, sep="\t", keep_default_na=False, float_precision="round_trip")
     missing = {"token_id", "median"} - set(table.columns)
     if missing:
         raise InputError(path, ", ".join(sorted(missing)), "column missing",
@@ -831,6 +840,7 @@ def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], media
         tokenizer = CellTokenizer(reader.var_names, gene_to_token, medians, max_length, target_sum, scheme)
         _log_mapping(h5ad_path, tokenizer.token_map)
         n_written = n_tokens = n_truncated = 0
+        umis = np.zeros(2)   # UMIs of genes with a token, of genes without one
         with atomic_output(out_path) as tmp:
             writer = ArrowWriter(features=shard_features(), path=str(tmp))
             try:
@@ -840,6 +850,9 @@ def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], media
                     writing = None
                     for start, stop, counts in reader.chunks(chunk_size, progress, "tokenize"):
                         chunk = tokenizer(counts)
+                        per_gene = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel()
+                        mapped = tokenizer.token_map.mapped
+                        umis += [per_gene[mapped].sum(), per_gene[~mapped].sum()]
                         cell_ids = reader.cell_names[start:stop]
                         if writing is not None:
                             n_written += writing.result()
@@ -867,6 +880,8 @@ def tokenize_sample(h5ad_path, out_path, gene_to_token: Mapping[str, int], media
         "n_genes_kept": token_map.n_genes_kept,
         "n_genes_unmapped": token_map.n_genes_unmapped,
         "n_genes_without_median": token_map.n_genes_without_median,
+        # genes the dictionary lacks (e.g. a released checkpoint's), and their share of the UMIs
+        "umi_share_unmapped": float(umis[1] / umis.sum()) if umis.sum() else 0.0,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

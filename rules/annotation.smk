@@ -2,7 +2,7 @@
 # without pretraining, and logistic regression, on whole held-out samples or donors.
 
 
-ANNOTATION_METHODS = annotation_methods.METHODS
+ANNOTATION_METHODS = annotation_method_names()
 
 
 rule annotate:
@@ -33,6 +33,7 @@ rule annotate:
         gpu=min(1, config["pretrain"]["gpus"]),
     params:
         dataset=lambda wildcards: annotation_dataset(wildcards.dataset),
+        base_method=lambda wildcards: method_model(annotation_methods, wildcards.method)[0],
         task=config["tasks"]["annotation"],
         seeds=annotation_seeds,
     script:

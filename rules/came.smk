@@ -20,7 +20,7 @@ rule came:
     benchmark:
         "results/benchmarks/tasks/came/{pair}/{method}.tsv"
     wildcard_constraints:
-        method="came|genecompass_came",
+        method="|".join(task_methods(came_methods)),
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]["model"]
@@ -29,6 +29,7 @@ rule came:
         runtime=240,
     params:
         pair=lambda wildcards: came_pair(wildcards.pair),
+        base_method=lambda wildcards: method_model(came_methods, wildcards.method)[0],
         task=config["tasks"]["came"],
         reference_species=lambda wildcards: pair_species(wildcards.pair, "reference"),
         query_species=lambda wildcards: pair_species(wildcards.pair, "query"),

@@ -27,14 +27,15 @@ def came_inputs(wildcards):
         "reference": [f"results/qc/{s}.h5ad" for s in pair["reference"]],
         "query": [f"results/qc/{s}.h5ad" for s in pair["query"]],
     }
-    if came_methods.method_uses_genecompass(wildcards.method):
-        variant = config["tasks"]["came"].get("embedding_variant") or main_variant()
-        inputs["contextual"] = f"results/embeddings/{variant}/genes_contextual.tsv.gz"
-        inputs["static"] = f"results/embeddings/{variant}/genes_static.tsv.gz"
+    base, model = method_model(came_methods, wildcards.method)
+    if came_methods.method_uses_genecompass(base):
+        inputs.update(embedding_inputs(model))
     return inputs
 
 
 def came_targets():
     return [
-        f"results/tasks/came/{pair}/{method}/metrics.json" for pair in came_pairs() for method in came_methods.METHODS
+        f"results/tasks/came/{pair}/{method}/metrics.json"
+        for pair in came_pairs()
+        for method in task_methods(came_methods)
     ]

@@ -129,13 +129,57 @@ def main_variant():
 
 
 def analysis_variants():
-    """Variants compared in the gene-embedding analysis: every pretrained one and the untrained model."""
-    return [*pretrained_variants(), "untrained"]
+    """Variants compared in the gene-embedding analysis: every pretrained one and the untrained model.
+    (A release keeps separate human and mouse tokens, so the analysis' shared-token pairs do not exist there.)"""
+    return [*pretrained_variants(), plan.UNTRAINED_MODEL]
 
 
-def genecompass_embedding_inputs(task):
-    variant = config["tasks"][task].get("embedding_variant") or main_variant()
+def source_model():
+    """The model the tasks use (config model.source): a pretrained variant, or `released`."""
+    return plan.source_model(config["model"])
+
+
+def task_models():
+    """The source model, then the controls every task also runs on."""
+    return plan.task_models(config["model"])
+
+
+def released_source():
+    return plan.released_source(config["model"])
+
+
+def task_methods(methods, skip_models=()):
+    """A task's method names (its ``methods`` module): every method, then its MODEL_METHODS on each
+    control model (``<method>_<model>``), but on ``skip_models``."""
+    names = list(methods.METHODS)
+    for model in task_models()[1:]:
+        if model not in skip_models:
+            names += [plan.method_name(method, model, config["model"]) for method in methods.MODEL_METHODS]
+    return names
+
+
+def method_model(methods, method):
+    """(base method, model) of one of :func:`task_methods`'s names."""
+    return plan.method_model(method, methods.METHODS, config["model"])
+
+
+def model_dir(model):
+    return f"results/model/{model}/model"
+
+
+def model_dictionary(model):
+    """The token dictionary a model reads: the released one for a released checkpoint, else ours."""
+    return "results/model/released/dictionary.tsv" if model == plan.RELEASED_MODEL else "results/tokens/dictionary.tsv"
+
+
+def model_shards(model, sample_names):
+    """The samples' tokens in the model's own dictionary and scheme."""
+    folder = "results/model/released/tokens" if model == plan.RELEASED_MODEL else "results/tokens/shards"
+    return [f"{folder}/{sample}.arrow" for sample in sample_names]
+
+
+def embedding_inputs(model):
     return {
-        "contextual": f"results/embeddings/{variant}/genes_contextual.tsv.gz",
-        "static": f"results/embeddings/{variant}/genes_static.tsv.gz",
+        "contextual": f"results/embeddings/{model}/genes_contextual.tsv.gz",
+        "static": f"results/embeddings/{model}/genes_static.tsv.gz",
     }

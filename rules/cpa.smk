@@ -2,7 +2,7 @@
 # (split with held-out doses, DE genes), run every method on it, score them side by side.
 
 
-CPA_METHODS = list(cpa_methods.METHODS)
+CPA_METHODS = task_methods(cpa_methods)
 
 
 rule cpa_prepare:
@@ -55,6 +55,7 @@ rule cpa_predict:
     params:
         task=config["tasks"].get("cpa", {}),
         species=lambda wildcards: cpa_dataset(wildcards.dataset).get("species", "human"),
+        base_method=lambda wildcards: method_model(cpa_methods, wildcards.method)[0],
         seed=config["seed"],
     script:
         "../scripts/cpa_predict.py"

@@ -11,8 +11,9 @@ def cpa_method_inputs(wildcards):
     inputs = {"prepared": f"results/tasks/cpa/{wildcards.dataset}/prepared/samples.h5ad"}
     if entry.get("smiles"):
         inputs["smiles"] = reference_file(entry["smiles"])
-    if cpa_methods.method_uses_genecompass(wildcards.method):
-        inputs.update(genecompass_embedding_inputs("cpa"))
+    base, model = method_model(cpa_methods, wildcards.method)
+    if cpa_methods.method_uses_genecompass(base):
+        inputs.update(embedding_inputs(model))
     return inputs
 
 

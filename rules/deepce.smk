@@ -2,7 +2,7 @@
 # L1000 plate with whole drugs held out, every method on the same split, DeepCE's metrics.
 
 
-DEEPCE_METHODS = list(deepce_methods.METHODS)
+DEEPCE_METHODS = task_methods(deepce_methods)
 
 
 rule deepce_prepare:
@@ -54,6 +54,7 @@ rule deepce_predict:
     params:
         task=config["tasks"].get("deepce", {}),
         species=lambda wildcards: deepce_dataset(wildcards.dataset).get("species", "human"),
+        base_method=lambda wildcards: method_model(deepce_methods, wildcards.method)[0],
         seed=config["seed"],
     script:
         "../scripts/deepce_predict.py"

@@ -9,9 +9,10 @@ def deepce_dataset(name):
 def deepce_method_inputs(wildcards):
     entry = deepce_dataset(wildcards.dataset)
     inputs = {"prepared": f"results/tasks/deepce/{wildcards.dataset}/prepared/signatures.h5ad"}
-    if deepce_methods.method_uses_genecompass(wildcards.method):
-        inputs.update(genecompass_embedding_inputs("deepce"))
-    elif wildcards.method == "deepce":
+    base, model = method_model(deepce_methods, wildcards.method)
+    if deepce_methods.method_uses_genecompass(base):
+        inputs.update(embedding_inputs(model))
+    elif base == "deepce":
         inputs["gene_vectors"] = reference_file(entry["gene_vectors"])
     return inputs
 

@@ -2,17 +2,19 @@
 # pretrained model and without pretraining, beside logistic regression on the knowledge vectors.
 
 
-DOSAGE_FINETUNE_METHODS = dosage_methods.FINETUNE_METHODS
+DOSAGE_METHODS = task_methods(dosage_methods, skip_models=(plan.UNTRAINED_MODEL,))
 
 
-DOSAGE_METHODS = dosage_methods.METHODS
+DOSAGE_FINETUNE_METHODS = [
+    method for method in DOSAGE_METHODS if method_model(dosage_methods, method)[0] in dosage_methods.FINETUNE_METHODS
+]
 
 
 rule dosage_finetune:
     input:
-        shards=dosage_shards(),
-        model=f"results/model/{main_variant()}/model",
-        dictionary="results/tokens/dictionary.tsv",
+        shards=dosage_shards,
+        model=lambda wildcards: model_dir(dosage_model(wildcards)),
+        dictionary=lambda wildcards: model_dictionary(dosage_model(wildcards)),
         labels=reference_file(dosage_task().get("labels") or "unused"),
     output:
         folds="results/tasks/dosage/{method}/folds.tsv",
@@ -32,6 +34,7 @@ rule dosage_finetune:
     params:
         task=dosage_task(),
         seed=config["seed"],
+        base_method=lambda wildcards: method_model(dosage_methods, wildcards.method)[0],
     script:
         "../scripts/dosage_finetune.py"
 

@@ -6,9 +6,14 @@ def dosage_task():
     return config["tasks"].get("dosage") or {}
 
 
-def dosage_shards():
+def dosage_model(wildcards):
+    """The model a fine-tuning method starts from (or, without pretraining, takes the architecture of)."""
+    return method_model(dosage_methods, wildcards.method)[1]
+
+
+def dosage_shards(wildcards):
     chosen = dosage_task().get("samples") or list(samples.index)
-    return [f"results/tokens/shards/{sample}.arrow" for sample in chosen]
+    return model_shards(dosage_model(wildcards), chosen)
 
 
 def dosage_targets():

@@ -129,7 +129,7 @@ rule grn_ugrn:
     input:
         datasets=lambda wildcards: [f"results/tasks/grn/{name}/input" for name in grn_datasets()],
         model="results/model/{variant}/model",
-        dictionary="results/tokens/dictionary.tsv",
+        dictionary=embedding_dictionary,
     output:
         table="results/tasks/grn/ugrn/{variant}.tsv",
     log:
@@ -154,9 +154,9 @@ rule grn_ugrn:
 rule grn_deletion:
     input:
         dataset="results/tasks/grn/{dataset}/input",
-        shards=lambda wildcards: [f"results/tokens/shards/{s}.arrow" for s in grn_dataset(wildcards.dataset)["samples"]],
+        shards=lambda wildcards: model_shards(wildcards.variant, grn_dataset(wildcards.dataset)["samples"]),
         model="results/model/{variant}/model",
-        dictionary="results/tokens/dictionary.tsv",
+        dictionary=embedding_dictionary,
     output:
         table="results/tasks/grn/{dataset}/deletion/{variant}.tsv",
     log:

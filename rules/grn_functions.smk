@@ -22,8 +22,8 @@ def grn_dataset_pattern():
 
 
 def grn_variants():
-    """Embeddings whose GRN methods run: every pretrained variant and the untrained model."""
-    return analysis_variants()
+    """Embeddings whose GRN methods run: a released source, every pretrained variant and the untrained model."""
+    return [*([plan.RELEASED_MODEL] if released_source() else []), *analysis_variants()]
 
 
 def grn_method_names():

@@ -76,10 +76,84 @@ rule untrained_model:
         "../scripts/untrained_model.py"
 
 
+rule export_released:
+    input:
+        model="results/model/{variant}/model",
+        dictionary="results/tokens/dictionary.tsv",
+        medians="results/tokens/medians.tsv",
+    output:
+        config=f"{plan.EXPORT_FOLDER}/config.json",
+        weights=f"{plan.EXPORT_FOLDER}/model.safetensors",
+        dictionaries=[f"{plan.EXPORT_FOLDER}/{name}" for name in plan.RELEASED_DICTIONARY_FILES],
+    log:
+        "results/logs/model/export_released_{variant}.log",
+    benchmark:
+        "results/benchmarks/model/export_released_{variant}.tsv"
+    wildcard_constraints:
+        variant="|".join(pretrained_variants()),
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        folder=lambda wildcards: plan.EXPORT_FOLDER.format(variant=wildcards.variant),
+    script:
+        "../scripts/export_released.py"
+
+
+rule import_released:
+    input:
+        unpack(released_inputs),
+    output:
+        model=directory("results/model/released/model"),
+        dictionary="results/model/released/dictionary.tsv",
+        medians="results/model/released/medians.tsv",
+        report="results/model/released/import.json",
+    log:
+        "results/logs/model/import_released.log",
+    benchmark:
+        "results/benchmarks/model/import_released.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        checkpoint=released_checkpoint,
+        median_species=lambda wildcards: list(released_source()["medians"]),
+    script:
+        "../scripts/import_released.py"
+
+
+use rule tokenize as released_tokenize with:
+    # The samples in the released dictionary and scheme, for a released source; reports the genes
+    # (and UMI share) the release does not know.
+    input:
+        h5ad="results/qc/{sample}.h5ad",
+        dictionary="results/model/released/dictionary.tsv",
+        medians="results/model/released/medians.tsv",
+    output:
+        shard="results/model/released/tokens/{sample}.arrow",
+        report="results/model/released/tokens/{sample}.json",
+    log:
+        "results/logs/model/released_tokens/{sample}.log",
+    benchmark:
+        "results/benchmarks/model/released_tokens/{sample}.tsv"
+    params:
+        species=sample_species,
+        max_length=config["tokens"]["max_length"],
+        target_sum=config["tokens"]["target_sum"],
+        chunk_size=config["tokens"]["chunk_size"],
+        scheme="released",
+
+
 rule embed_sample:
     input:
         model="results/model/{variant}/model",
-        shard="results/tokens/shards/{sample}.arrow",
+        shard=embedding_shard,
         h5ad="results/qc/{sample}.h5ad",
     output:
         "results/embeddings/{variant}/samples/{sample}.npz",
@@ -123,11 +197,38 @@ rule cell_embeddings:
         "../scripts/cell_embeddings.py"
 
 
+rule embedding_figure:
+    input:
+        cells=lambda wildcards: [f"results/embeddings/{wildcards.variant}/cells/{s}.h5ad" for s in samples.index],
+    output:
+        report(
+            "results/embeddings/{variant}/cells.png",
+            caption="../workflow/report/cell_embeddings.rst",
+            category="3. Pretraining and gene embeddings",
+            labels={"variant": "{variant}", "result": "cell embeddings"},
+        ),
+    log:
+        "results/logs/embeddings/{variant}/figure.log",
+    benchmark:
+        "results/benchmarks/embeddings/{variant}/figure.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=20,
+    params:
+        color_by=config["embeddings"].get("color_by"),
+        seed=config["seed"],
+    script:
+        "../scripts/embedding_figure.py"
+
+
 rule gene_embeddings:
     input:
         samples=sample_embedding_files,
         model="results/model/{variant}/model",
-        dictionary="results/tokens/dictionary.tsv",
+        dictionary=embedding_dictionary,
     output:
         contextual="results/embeddings/{variant}/genes_contextual.tsv.gz",
         static="results/embeddings/{variant}/genes_static.tsv.gz",

@@ -62,3 +62,54 @@ def variant_sample_embeddings():
         variant: [f"results/embeddings/{variant}/samples/{sample}.npz" for sample in samples.index]
         for variant in analysis_variants()
     }
+
+
+def embedding_shard(wildcards):
+    """The sample's tokens in the dictionary and scheme of the model being embedded."""
+    return model_shards(wildcards.variant, [wildcards.sample])[0]
+
+
+def embedding_dictionary(wildcards):
+    return model_dictionary(wildcards.variant)
+
+
+def released_entry(key):
+    """A local file of the released source (model.source): a path, or where its download goes."""
+    return reference_file(released_source()[key])
+
+
+ARCHIVE_SUFFIXES = (".gz", ".tgz", ".tar", ".zip")
+
+
+def released_checkpoint(wildcards=None):
+    """The released source's folder, or its archive (a download, or a local file)."""
+    return reference_file(released_source()["checkpoint"])
+
+
+def released_inputs(wildcards):
+    """The released checkpoint and dictionaries, and our gene tables (their symbols)."""
+    source = released_source()
+    folder = released_checkpoint()
+    exported = plan.exported_variant(config["model"])
+    if exported:  # the demo's own export: its files
+        weights = [f"{folder}/config.json", f"{folder}/model.safetensors"]
+    elif Path(folder).suffix in ARCHIVE_SUFFIXES:
+        weights = [folder]
+    else:
+        weights = [f"{folder}/config.json"]
+    return {
+        "checkpoint": weights,
+        "token_dictionary": released_entry("token_dictionary"),
+        "medians": [reference_file(entry) for entry in source["medians"].values()],
+        "genes": [f"results/references/{species}_genes.tsv" for species in ("human", "mouse")],
+    }
+
+
+def released_targets():
+    """The exports of every variant (model.layout released) and the import of a released source."""
+    targets = []
+    if config["model"].get("layout") == "released":
+        targets += [f"{plan.EXPORT_FOLDER.format(variant=variant)}/config.json" for variant in pretrained_variants()]
+    if released_source():
+        targets += ["results/model/released/model", "results/model/released/import.json"]
+    return targets

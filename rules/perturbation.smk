@@ -3,7 +3,7 @@
 # evaluate them side by side.
 
 
-PERTURBATION_METHODS = list(perturbation_methods.METHODS)
+PERTURBATION_METHODS = task_methods(perturbation_methods)
 
 
 rule perturbation_prepare:
@@ -54,6 +54,7 @@ rule perturbation_predict:
         gpu=lambda wildcards: min(1, config["pretrain"]["gpus"]) if wildcards.method.endswith("gears") else 0,
     params:
         task=config["tasks"].get("perturbation", {}),
+        base_method=lambda wildcards: method_model(perturbation_methods, wildcards.method)[0],
         species=lambda wildcards: perturbation_dataset(wildcards.dataset).get("species", "human"),
         seed=config["seed"],
     script:

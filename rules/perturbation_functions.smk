@@ -16,8 +16,9 @@ def perturbation_method_inputs(wildcards):
         "prepared": f"results/tasks/perturbation/{wildcards.dataset}/prepared/cells.h5ad",
         "go": reference_file(entry["go_gene_sets"]),
     }
-    if perturbation_methods.method_uses_genecompass(wildcards.method):
-        inputs.update(genecompass_embedding_inputs("perturbation"))
+    base, model = method_model(perturbation_methods, wildcards.method)
+    if perturbation_methods.method_uses_genecompass(base):
+        inputs.update(embedding_inputs(model))
     return inputs
 
 

@@ -61,3 +61,28 @@ rule qc_summary:
         runtime=10,
     script:
         "../scripts/qc_summary.py"
+
+
+rule qc_figure:
+    input:
+        qc="results/qc/summary.tsv",
+    output:
+        report(
+            "results/qc/summary.png",
+            caption="../workflow/report/summary_qc.rst",
+            category="1. Data and QC",
+            subcategory="QC",
+            labels={"sample": "all samples"},
+        ),
+    log:
+        "results/logs/qc/figure.log",
+    benchmark:
+        "results/benchmarks/qc/figure.tsv"
+    conda:
+        "../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/qc_figure.py"

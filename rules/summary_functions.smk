@@ -16,7 +16,11 @@ def summary_entries():
         "insilico": insilico_targets(),
     }
     labels = dosage_task().get("labels")
-    return plan.summary_entries(targets, reference_file(labels) if labels else None, TASKS)
+    entries = plan.summary_entries(targets, reference_file(labels) if labels else None, TASKS)
+    for entry in entries.get("insilico", []):  # a run on a control model: <dataset>_<model>
+        name, model = insilico_run(entry["dataset"])
+        entry.update(dataset=name, model="" if model == source_model() else model)
+    return entries
 
 
 def summary_task_entries(task):
@@ -44,5 +48,6 @@ def summary_targets():
 
 
 def summary_controls():
-    """Name parts of the ablated methods: the model variants besides the main one."""
-    return pretrained_variants()[1:]
+    """Name parts of the control methods: the control models but our main pretrained variant (which stands
+    beside a released source as GeneCompass, not as a control)."""
+    return [model for model in plan.control_models(config["model"]) if model != main_variant()]

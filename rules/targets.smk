@@ -15,10 +15,24 @@ TARGET_RULES = {
         "results/corpus/summary.json",
     ],
     "stage_knowledge": lambda: ["results/knowledge/knowledge.safetensors"],
-    "stage_pretrain": lambda: [f"results/model/{variant}/summary.json" for variant in pretrained_variants()],
+    "stage_pretrain": lambda: [
+        *[f"results/model/{variant}/summary.json" for variant in pretrained_variants()],
+        *released_targets(),
+    ],
     "stage_embeddings": lambda: [
-        *[f"results/embeddings/{main_variant()}/cells/{sample}.h5ad" for sample in samples.index],
+        *[f"results/embeddings/{source_model()}/cells/{sample}.h5ad" for sample in samples.index],
+        *[f"results/model/released/tokens/{sample}.json" for sample in samples.index if released_source()],
         "results/analysis/gene_embeddings/summary.tsv",
+    ],
+    # The plain path (config/own_data.yaml): QC, tokens and embeddings of the sheet's samples with the
+    # source model, and their figures; no pretraining and no task.
+    "own_data": lambda: [
+        "results/qc/summary.tsv",
+        "results/qc/summary.png",
+        *[f"results/embeddings/{source_model()}/cells/{sample}.h5ad" for sample in samples.index],
+        *embedding_inputs(source_model()).values(),
+        f"results/embeddings/{source_model()}/cells.png",
+        *[f"results/model/released/tokens/{sample}.json" for sample in samples.index if released_source()],
     ],
     "task_came": came_targets,
     "task_annotation": annotation_targets,

@@ -47,6 +47,7 @@ rule gene_histogram:
         species=sample_species,
         target_sum=config["tokens"]["target_sum"],
         chunk_size=config["tokens"]["chunk_size"],
+        scheme=config["tokens"].get("scheme", "paper"),
     script:
         "../scripts/gene_histogram.py"
 
@@ -77,7 +78,7 @@ rule tokenize:
         dictionary="results/tokens/dictionary.tsv",
         medians="results/tokens/medians.tsv",
     output:
-        "results/tokens/shards/{sample}.arrow",
+        shard="results/tokens/shards/{sample}.arrow",
     log:
         "results/logs/tokens/shards/{sample}.log",
     benchmark:
@@ -93,6 +94,7 @@ rule tokenize:
         max_length=config["tokens"]["max_length"],
         target_sum=config["tokens"]["target_sum"],
         chunk_size=config["tokens"]["chunk_size"],
+        scheme=config["tokens"].get("scheme", "paper"),
     script:
         "../scripts/tokenize_sample.py"
 

@@ -5,6 +5,6 @@ from genecompass.tasks.cpa.run import predict
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
-    predict(snakemake.wildcards.method, snakemake.params.task, snakemake.params.species, snakemake.params.seed,
+    predict(snakemake.params.base_method, snakemake.params.task, snakemake.params.species, snakemake.params.seed,
             snakemake.input.prepared, snakemake.output.predictions, snakemake.output.curves, snakemake.output.info,
             snakemake.input.get("smiles"), snakemake.input.get("contextual"), snakemake.input.get("static"))

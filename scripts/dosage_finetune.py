@@ -5,6 +5,6 @@ from genecompass.tasks.dosage.run import finetune_folds
 from genecompass.utils import logged_to
 
 with logged_to(snakemake.log[0]):
-    finetune_folds(snakemake.wildcards.method, snakemake.params.task, snakemake.params.seed, snakemake.input.model,
+    finetune_folds(snakemake.params.base_method, snakemake.params.task, snakemake.params.seed, snakemake.input.model,
                    snakemake.input.dictionary, snakemake.input.labels, snakemake.input.shards,
                    snakemake.output.folds, snakemake.output.predictions)

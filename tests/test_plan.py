@@ -73,3 +73,42 @@ def test_summary_entries_name_the_task_results_by_dataset():
     assert entries["grn"] == [{"task": "grn", "dataset": "g", "path": "results/tasks/grn/g/metrics.tsv"}]
     assert entries["insilico"] == [{"task": "insilico", "dataset": "i", "path": "results/tasks/insilico/i"}]
     assert entries["dosage"][0]["dataset"] == "dosage_sensitive_tfs"
+
+
+MODEL = {"variants": {"genecompass": {}, "no_knowledge": {"knowledge": []}}}
+RELEASED = {"checkpoint": "GeneCompass_Base", "token_dictionary": "tokens.pickle",
+            "medians": {"human": "h.pickle", "mouse": "m.pickle"}}
+
+
+def test_the_tasks_run_on_the_source_and_its_controls():
+    assert plan.task_models(MODEL) == ["genecompass", "no_knowledge", "untrained"]
+    assert plan.task_models({**MODEL, "source": "no_knowledge"}) == ["no_knowledge", "genecompass", "untrained"]
+    assert plan.task_models({**MODEL, "source": RELEASED}) == ["released", "genecompass", "no_knowledge",
+                                                               "untrained"]
+    # the demo imports its own main variant's export: the imported copy stands for it
+    exported = {**RELEASED, "checkpoint": "results/model/genecompass/released"}
+    assert plan.exported_variant({**MODEL, "source": exported}) == "genecompass"
+    assert plan.task_models({**MODEL, "source": exported}) == ["released", "no_knowledge", "untrained"]
+    assert plan.task_models({**MODEL, "controls": ["untrained"]}) == ["genecompass", "untrained"]
+    with pytest.raises(ValueError, match="not a variant"):
+        plan.source_model({**MODEL, "source": "bert"})
+    with pytest.raises(ValueError, match="model.controls"):
+        plan.control_models({**MODEL, "controls": ["genecompass"]})
+
+
+def test_method_names_carry_the_control_model_and_parse_back():
+    methods = ("came", "genecompass_came")
+    assert plan.method_name("genecompass_came", "genecompass", MODEL) == "genecompass_came"
+    assert plan.method_name("genecompass_came", "no_knowledge", MODEL) == "genecompass_came_no_knowledge"
+    assert plan.method_model("genecompass_came_untrained", methods, MODEL) == ("genecompass_came", "untrained")
+    assert plan.method_model("came", methods, MODEL) == ("came", "genecompass")
+    with pytest.raises(ValueError, match="none of"):
+        plan.method_model("genecompass_came_bert", methods, MODEL)
+
+
+def test_downloads_include_a_released_checkpoint_given_by_url():
+    source = {"checkpoint": {"url": "https://x.org/GeneCompass_Base.tar.gz", "sha256": SHA},
+              "token_dictionary": {"url": "https://x.org/tokens.pickle", "sha256": SHA},
+              "medians": {"human": "local.pickle"}}
+    found = plan.downloads({"references": {}, "model": {**MODEL, "source": source}}, "cache")
+    assert set(found) == {"GeneCompass_Base.tar.gz", "tokens.pickle"}

@@ -115,6 +115,10 @@ def test_insilico_rows_from_the_three_outputs(tmp_path):
     assert one("drivers", "driver_median_rank", subset="toward t (of 4)") == 2  # g1 and g3
     assert one("drivers", "driver_median_rank", subset="toward u (of 4)") == 2  # g3 only
     assert not one("drivers", "driver_median_rank", "higher_is_better", subset="toward u (of 4)")
+    # the same run on a control model: every method carries the model, and all are controls
+    control = pd.DataFrame(insilico_rows(tmp_path, "demo", model="no_knowledge", controls=("no_knowledge",)))
+    assert set(control["method"]) == {f"{m}_no_knowledge" for m in rows["method"]}
+    assert set(control["role"]) == {"control"} and set(control["dataset"]) == {"demo"}
 
 
 def test_roles_of_ablations_and_tools():

@@ -126,6 +126,25 @@ def test_sample_histogram_counts_every_normalised_value(tmp_path):
         assert abs(medians.loc[token, "median"] - expected) / expected < 0.02
 
 
+def test_released_scheme_histogram_holds_raw_counts_and_shards_report_unmapped_umis(tmp_path):
+    rng = np.random.default_rng(3)
+    genes = gene_ids(30)
+    gene_to_token = {g: 10 + i for i, g in enumerate(genes[:24])}       # 6 genes unmapped
+    counts = random_counts(rng, 40, 30, density=0.5, max_count=20).tocsr()
+    path = write_h5ad(tmp_path / "s.h5ad", counts, genes)
+    hist = tk.sample_histogram(path, gene_to_token, chunk_size=7, scheme="released")
+    medians = tk.medians_from_histogram(hist).set_index("token_id")
+    dense = counts.toarray()
+    for i in range(24):
+        raw = dense[:, i][dense[:, i] > 0]
+        if len(raw):
+            assert abs(medians.loc[10 + i, "median"] - np.median(raw)) / np.median(raw) < 0.02
+    stats = tk.tokenize_sample(path, tmp_path / "s.arrow", gene_to_token, tk.medians_from_histogram(hist),
+                               species="human", sample="s", progress=False, scheme="released")
+    assert stats["n_genes_unmapped"] == 6
+    assert stats["umi_share_unmapped"] == pytest.approx(dense[:, 24:].sum() / dense.sum())
+
+
 def test_histograms_merge_like_concatenated_data_and_survive_save_load(tmp_path):
     rng = np.random.default_rng(2)
     genes = gene_ids(30)

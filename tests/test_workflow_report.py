@@ -79,8 +79,12 @@ def methods_that_ran(run: Path) -> set[tuple[str, str, str]]:
             ran |= {(task, path.parent.name, method) for method in pd.read_csv(path, sep="\t")["method"]}
     ran |= {("dosage", "dosage_sensitive_tfs", method)
             for method in pd.read_csv(tasks / "dosage/metrics.tsv", sep="\t")["method"]}
-    for folder in (tasks / "insilico").iterdir():
-        ran |= {("insilico", folder.name, method)
+    for folder in (tasks / "insilico").iterdir():   # <dataset> on the source, <dataset>_<model> on a control
+        dataset, model = folder.name, ""
+        for control in ("no_knowledge", "untrained"):
+            if folder.name.endswith(f"_{control}"):
+                dataset, model = folder.name.removesuffix(f"_{control}"), f"_{control}"
+        ran |= {("insilico", dataset, method + model)
                 for method in ("drivers", "random_genes", "targets", "housekeeping", "other")}
     return ran
 

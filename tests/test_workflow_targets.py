@@ -26,7 +26,7 @@ pytestmark = pytest.mark.workflow
 SAMPLES = ["human_s1", "human_s2", "human_s3", "mouse_s1", "mouse_s2"]
 NAMED_RULES = ["stage_qc", "stage_tokens", "stage_knowledge", "stage_pretrain", "stage_embeddings",
                "task_came", "task_annotation", "task_grn", "task_perturbation", "task_cpa", "task_deepce",
-               "task_dosage", "task_insilico", "summary"]
+               "task_dosage", "task_insilico", "summary", "own_data"]
 
 # Rule groups of the demo DAG.
 REFERENCES = {"simulate_world", "gene_table", "orthologs"}
@@ -36,6 +36,9 @@ KNOWLEDGE = {"grn_network", "gene_families", "coexpression_pairs", "gene2vec_emb
              "promoter_sequences", "promoter_embedding", "knowledge"}
 PRETRAINED = REFERENCES | {"qc"} | DICTIONARY | CORPUS | KNOWLEDGE | {"pretrain"}
 GENE_EMBEDDINGS = {"embed_sample", "gene_embeddings"}
+# The demo's model.source: the main variant exported in the released layout and imported back.
+RELEASED = {"export_released", "import_released", "released_tokenize"}
+CONTROLS = {"untrained_model"}
 GRN = {"grn_dataset", "grn_infer", "grn_prior_sweep", "grn_summary", "grn_ugrn", "grn_deletion"}
 TASKS = GRN | {"came", "annotate"}
 # What runs before the knowledge embeddings (none of it depends on them).
@@ -190,20 +193,27 @@ def test_one_task_on_one_dataset_plans_only_what_it_needs(tmp_path, target, expe
     ("stage_qc", {"simulate_world", "gene_table", "qc", "qc_summary"}, {"qc": len(SAMPLES)}),
     ("stage_tokens", REFERENCES | {"qc"} | DICTIONARY | CORPUS, {"tokenize": len(SAMPLES)}),
     ("stage_knowledge", REFERENCES | {"qc"} | DICTIONARY | KNOWLEDGE, {"gene2vec_embedding": 6}),
-    ("stage_pretrain", PRETRAINED, {"pretrain": 2}),
-    ("stage_embeddings", PRETRAINED | GENE_EMBEDDINGS | {"untrained_model", "cell_embeddings",
-                                                         "embedding_analysis"}, {"gene_embeddings": 3}),
-    ("task_came", PRETRAINED | GENE_EMBEDDINGS | {"came"}, {"came": 2, "pretrain": 1}),
-    ("task_annotation", PRETRAINED | {"annotate"}, {"annotate": 6, "pretrain": 1}),
-    ("task_grn", PRETRAINED | GENE_EMBEDDINGS | {"untrained_model"} | GRN, {"grn_infer": 22, "pretrain": 2}),
-    ("task_cpa", PRETRAINED | GENE_EMBEDDINGS | {"simulate_drug_screen", "cpa_prepare", "cpa_predict", "cpa_evaluate"},
-     {"cpa_predict": 4, "pretrain": 1}),
-    ("task_deepce", PRETRAINED | GENE_EMBEDDINGS | {"simulate_drug_screen", "deepce_prepare", "deepce_predict",
-                                                    "deepce_evaluate"}, {"deepce_predict": 4, "pretrain": 1}),
-    ("task_dosage", PRETRAINED | {"simulate_insilico_truth", "dosage_finetune", "dosage_logistic", "dosage_evaluate"},
-     {"dosage_finetune": 2, "pretrain": 1}),
-    ("task_insilico", PRETRAINED | {"simulate_insilico_truth", "insilico_deletion", "insilico_state_shift",
-                                    "insilico_candidates"}, {"insilico_candidates": 1, "pretrain": 1}),
+    ("stage_pretrain", PRETRAINED | {"export_released", "import_released"}, {"pretrain": 2}),
+    ("stage_embeddings", PRETRAINED | GENE_EMBEDDINGS | RELEASED | {"untrained_model", "cell_embeddings",
+                                                                    "embedding_analysis"}, {"gene_embeddings": 3}),
+    # every task: the source model and its controls (the no-knowledge variant, the untrained model)
+    ("task_came", PRETRAINED | GENE_EMBEDDINGS | RELEASED | CONTROLS | {"came"}, {"came": 4, "pretrain": 2}),
+    ("task_annotation", PRETRAINED | RELEASED | {"annotate"}, {"annotate": 8, "pretrain": 2}),
+    ("task_grn", PRETRAINED | GENE_EMBEDDINGS | RELEASED | CONTROLS | GRN, {"grn_infer": 26, "pretrain": 2}),
+    ("task_cpa", PRETRAINED | GENE_EMBEDDINGS | RELEASED | CONTROLS | {"simulate_drug_screen", "cpa_prepare",
+                                                                      "cpa_predict", "cpa_evaluate"},
+     {"cpa_predict": 6, "pretrain": 2}),
+    ("task_deepce", PRETRAINED | GENE_EMBEDDINGS | RELEASED | CONTROLS | {"simulate_drug_screen", "deepce_prepare",
+                                                                         "deepce_predict", "deepce_evaluate"},
+     {"deepce_predict": 6, "pretrain": 2}),
+    ("task_dosage", PRETRAINED | RELEASED | {"simulate_insilico_truth", "dosage_finetune", "dosage_logistic",
+                                             "dosage_evaluate"}, {"dosage_finetune": 3, "pretrain": 2}),
+    ("task_insilico", PRETRAINED | RELEASED | CONTROLS | {"simulate_insilico_truth", "insilico_deletion",
+                                                          "insilico_state_shift", "insilico_candidates"},
+     {"insilico_candidates": 3, "pretrain": 2}),
+    # the plain path: QC, the source's tokens and embeddings, figures; the demo's source needs its pretraining
+    ("own_data", PRETRAINED | RELEASED | GENE_EMBEDDINGS | {"qc_summary", "qc_figure", "cell_embeddings",
+                                                           "embedding_figure"}, {"pretrain": 1}),
 ])
 def test_named_target_rule_plans_its_stage_and_nothing_downstream(tmp_path, name, expected, counts):
     jobs = plan(tmp_path, name)
@@ -236,6 +246,7 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
     assert [job.wildcards for job in forced] == [{"kind": "family", "species": "human"}]
     assert "Forced execution" in forced[0].reason
     assert rules(jobs) == {"gene2vec_embedding", "knowledge", "pretrain", "untrained_model", "embed_sample",
+                           "export_released", "import_released", "released_tokenize", "embedding_figure",
                            "cell_embeddings", "gene_embeddings", "embedding_analysis", "came", "annotate",
                            "grn_infer", "grn_prior_sweep", "grn_summary", "grn_ugrn", "grn_deletion",
                            "perturbation_predict", "perturbation_evaluate", "cpa_predict", "cpa_evaluate",
@@ -244,20 +255,26 @@ def test_forcerun_of_one_knowledge_job_reruns_only_what_depends_on_it(complete):
                            "summarise_task", "summary_table", "summary_overview", "all"}
     assert not rules(jobs) & UPSTREAM_OF_KNOWLEDGE
     assert "grn_dataset" not in rules(jobs)
-    # downstream, only the methods that read a model or its embeddings
-    assert values(jobs, "came", "method") == ["genecompass_came"]
-    assert values(jobs, "annotate", "method") == ["genecompass", "genecompass", "genecompass_no_pretraining",
-                                                  "genecompass_no_pretraining"]  # two datasets
+    # downstream, only the methods that read a model or its embeddings: on the source (the demo's
+    # imported export of the main variant) under their own names, on each control as <method>_<model>
+    assert sorted(values(jobs, "came", "method")) == ["genecompass_came", "genecompass_came_no_knowledge",
+                                                      "genecompass_came_untrained"]
+    assert sorted(values(jobs, "annotate", "method")) == sorted(
+        ["genecompass", "genecompass_no_knowledge", "genecompass_no_pretraining"] * 2)   # two datasets
     methods = set(values(jobs, "grn_infer", "method"))
     assert methods == {f"{kind}_{variant}" for kind in ("cosine", "deepsem_prior")
-                       for variant in ("genecompass", "no_knowledge", "untrained")}
+                       for variant in ("released", "genecompass", "no_knowledge", "untrained")}
     assert values(jobs, "pretrain", "variant") == ["genecompass", "no_knowledge"]
+    gene_methods = {"genecompass_gears", *[f"{kind}_genecompass" for kind in ("random_forest", "elastic_net", "knn")]}
     assert set(values(jobs, "perturbation_predict", "method")) == {
-        "genecompass_gears", *[f"{kind}_genecompass" for kind in ("random_forest", "elastic_net", "knn")]}
-    assert values(jobs, "cpa_predict", "method") == ["genecompass_cpa"]
-    assert values(jobs, "deepce_predict", "method") == ["genecompass_deepce"]
-    # both dosage fine-tunings read the model folder (the control takes its config and knowledge)
-    assert sorted(values(jobs, "dosage_finetune", "method")) == ["genecompass", "genecompass_no_pretraining"]
+        f"{method}{suffix}" for method in gene_methods for suffix in ("", "_no_knowledge", "_untrained")}
+    assert sorted(values(jobs, "cpa_predict", "method")) == ["genecompass_cpa", "genecompass_cpa_no_knowledge",
+                                                             "genecompass_cpa_untrained"]
+    assert sorted(values(jobs, "deepce_predict", "method")) == [
+        "genecompass_deepce", "genecompass_deepce_no_knowledge", "genecompass_deepce_untrained"]
+    # every dosage fine-tuning reads a model folder (the no-pretraining control takes its config and knowledge)
+    assert sorted(values(jobs, "dosage_finetune", "method")) == ["genecompass", "genecompass_no_knowledge",
+                                                                 "genecompass_no_pretraining"]
     assert "simulate_insilico_truth" not in rules(jobs)
 
 
@@ -274,10 +291,10 @@ def test_forcerun_up_to_the_knowledge_assembly(complete):
     # prior sweep's reason is its DeepSEM input (Snakemake names one cause: an input that will be
     # rewritten is checked before params)
     ({"tasks": {"grn": {"genie3_trees": 10}}},
-     {"grn_infer": 22, "grn_prior_sweep": 6, "grn_deletion": 6, "grn_ugrn": 3, "grn_summary": 2,
+     {"grn_infer": 26, "grn_prior_sweep": 8, "grn_deletion": 8, "grn_ugrn": 4, "grn_summary": 2,
       "summarise_task": 1, "summary_table": 1, "all": 1},
      {"grn_infer", "grn_deletion", "grn_ugrn"}),
-    ({"tasks": {"came": {"n_top_genes": 200}}}, {"came": 2, "summarise_task": 1, "summary_table": 1, "all": 1},
+    ({"tasks": {"came": {"n_top_genes": 200}}}, {"came": 4, "summarise_task": 1, "summary_table": 1, "all": 1},
      {"came"}),
 ])
 def test_changing_a_parameter_reruns_only_the_rules_that_use_it(complete, overlay, expected, changed):

@@ -35,6 +35,9 @@ from ..dictionary import MASK_TOKEN_ID, PAD_TOKEN_ID, SPECIES_TOKEN_IDS
 KNOWLEDGE_KINDS = ("grn", "promoter", "family", "coexpression")
 
 # The settings that make our classes compute the released checkpoints' forward.
+# The order in which the release concatenates its knowledge embeddings (promoter, co-expression,
+# gene family, GRN).
+RELEASED_KNOWLEDGE_ORDER = ("promoter", "coexpression", "family", "grn")
 RELEASED_LAYOUT = {"value_encoding": "scalar", "fusion": "mlp", "token_type_embedding": True,
                    "species_embedding": "separate", "knowledge_homologs": True,
                    "species_token_ids": {"human": 0, "mouse": 1}}
@@ -168,6 +171,12 @@ class GeneCompassConfig(PretrainedConfig):
                       use_values=bool(spec.get("values", True)))
         if knowledge_dim is not None:
             fields["knowledge_dim"] = int(knowledge_dim)
+        layout = model_section.get("layout", "ours")
+        if layout == "released":   # exportable to the authors' code: their switches, their knowledge order
+            fields.update(RELEASED_LAYOUT, max_position_embeddings=int(model_section["max_length"]))
+            fields["knowledge_kinds"] = [kind for kind in RELEASED_KNOWLEDGE_ORDER if kind in fields["knowledge_kinds"]]
+        elif layout != "ours":
+            raise ValueError(f"model.layout must be 'ours' or 'released', got '{layout}'")
         return cls.preset(model_section["preset"], **fields)
 
     @classmethod

@@ -27,11 +27,12 @@ import torch
 
 from genecompass.errors import InputError
 
-from .configuration import RELEASED_LAYOUT, GeneCompassConfig
+from .configuration import RELEASED_KNOWLEDGE_ORDER, RELEASED_LAYOUT, GeneCompassConfig
 from .modeling import GeneCompassForPretraining
 
 # The release's knowledge names → ours, in the order its embedding concatenates them.
 RELEASED_KINDS = {"promoter": "promoter", "co_exp": "coexpression", "gene_family": "family", "peca_grn": "grn"}
+assert tuple(RELEASED_KINDS.values()) == RELEASED_KNOWLEDGE_ORDER
 RELEASED_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 # Our keys ↔ the release's, for the parts that are a plain rename. {i}: layer index.

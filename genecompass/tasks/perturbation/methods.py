@@ -8,3 +8,7 @@ METHODS = ("train_mean", *GEARS_METHODS, *[f"{kind}_{feature}" for feature in FE
 
 def method_uses_genecompass(method: str) -> bool:
     return method.endswith("genecompass") or method == "genecompass_gears"
+
+
+# Methods that read gene embeddings: they also run on every control model.
+MODEL_METHODS = tuple(method for method in METHODS if method_uses_genecompass(method))
