@@ -56,31 +56,33 @@ weight is shared by the two species):
    ``homolog_with`` (CAME adds the identity to its homology adjacency) unless
    ``separate_gene_self_loop`` gives them their own weight.
 3. Classifier: graph attention from genes to cells over ``expressed_by``,
-   8 heads of one output per class, averaged; CAME's multiplicative score
-   ``leaky_relu((a_s·W_s h_g) (a_d·W_d h_c), 0.2)``, softmax over the cell's
-   genes, attention dropout 0.6, input dropout 0.01; then LayerNorm and bias.
+   8 heads of one output per class, averaged; came 0.1.13's additive score
+   (``attention="add"``; ``"mul"``, its older multiplicative score, is kept as an option),
+   softmax over the cell's genes, attention dropout 0.6, input dropout 0.01; then LayerNorm and bias.
 
-Training (full graph): Adam (lr 1e-3, weight decay 1e-2); per epoch two
-dropout-noisy forward passes whose losses are summed (CAME's R-drop with
-α = 0); each loss is the label-smoothed cross-entropy (ε = 0.1) plus a
-multi-label binary cross-entropy (β = 1), both weighted by the class weights
-``1/sqrt(n_k + 1)`` (normalised to sum 1), on the reference cells only.
+Training (full graph), with came 0.1.13's settings (checked against the package by
+``bench/fidelity_came.py``): Adam (lr 5e-4, weight decay 1e-2); one dropout-noisy forward pass per
+epoch (``forward_passes``; its older ``train_v0`` summed two); the loss is the label-smoothed
+cross-entropy (ε = 0.1) plus a multi-label binary cross-entropy (β = 1), both weighted by the class
+weights ``1/sqrt(n_k + 1)`` (normalised to sum 1), on the reference cells only.
 
 Checkpoint selection without query labels (as CAME): the query cells are
 clustered once, before training (CAME: Leiden, resolution 0.4, on a 20-NN
-graph of the query PCA). Each epoch, the adjusted mutual information (AMI)
+graph of the PCA of the query's 2000 HVGs). Each epoch, the adjusted mutual information (AMI)
 between that epoch's query predictions and the clusters is computed; from
 epoch ``select_from_epoch`` on, the weights (as they were before that epoch's
 update) are kept whenever the AMI reaches the running maximum within
-``ami_tolerance``, so later epochs win ties. Query labels, when given, only
+``ami_tolerance`` (0: the exact best, as CAME). Query labels, when given, only
 produce the reported metrics and never reach the selection.
 
 Where this differs from the ``came`` package: neighbours are exact
 scikit-learn ones, and the graphs use only the edge pattern (CAME takes the
 non-zero pattern of scanpy's connectivities, also unweighted); the
 clustering graph for Leiden is unweighted (scanpy weights it by UMAP
-connectivities); predictions and hidden states come from one forward pass
-(CAME runs two, both with dropout active, as ``dropout_at_inference`` keeps);
+connectivities); the cell-cell graph is built on the PCA of all node genes (CAME: its HVGs); cells
+are scaled to 1e4 counts (CAME: to the median library size); DEGs must be detected in 10% of their
+group (CAME's cross-species pipeline has no such filter); predictions and hidden states come from one
+forward pass with dropout active in the hidden layers and not in the classifier, as CAME predicts;
 no mini-batch training and no attention-matrix export.
 
 Implementation: the per-relation averages are a ``MessagePassing`` whose
@@ -528,10 +530,13 @@ def cluster_cells(embedding, *, method: str = "leiden", n_clusters: int | None =
 
 def cluster_query(query, *, query_genes=None, genes: Sequence[str] | None = None, n_pcs: int = 30,
                   method: str = "leiden", n_clusters: int | None = None, resolution: float = 0.4,
-                  n_neighbors: int = 20, seed: int = 0) -> np.ndarray:
-    """CAME's pre-clustering of the query: PCA of the z-scored ``genes`` (CAME: the query's 2000 HVGs;
-    default all genes), then :func:`cluster_cells`. Returns one cluster label per query cell."""
+                  n_neighbors: int = 20, seed: int = 0, n_top_genes: int | None = None) -> np.ndarray:
+    """CAME's pre-clustering of the query: PCA of the z-scored ``genes``, or of the query's
+    ``n_top_genes`` HVGs (CAME: 2000), or of all genes; then :func:`cluster_cells`. Returns one cluster
+    label per query cell."""
     expression = _expression(query, query_genes, "query")
+    if genes is None and n_top_genes is not None:
+        genes = _hvgs(expression, n_top_genes)
     columns = _node_indices(expression, genes, "query")
     pca = _scaled_pca(expression.matrix[:, columns], n_pcs, seed)
     return cluster_cells(pca, method=method, n_clusters=n_clusters, resolution=resolution,
@@ -646,7 +651,7 @@ class CameConfig:
     n_hidden_layers: int = 2
     share_hidden_weights: bool = True
     n_heads: int = 8
-    attention: str = "mul"  # CAME's default; "add" is the GAT paper's score
+    attention: str = "add"  # came 0.1.13's (PARAMETERS.py); "mul" is its older alternative
     negative_slope: float = 0.05
     attention_negative_slope: float = 0.2
     dropout: float = 0.2
@@ -657,12 +662,12 @@ class CameConfig:
     label_smoothing: float = 0.1
     multilabel_weight: float = 1.0
     class_weights: bool = True
-    forward_passes: int = 2
-    lr: float = 1e-3
+    forward_passes: int = 1   # came 0.1.13 (two summed passes were its older train_v0)
+    lr: float = 5e-4          # came 0.1.13: Trainer(lr=1e-3 / 2)
     weight_decay: float = 1e-2
     n_epochs: int = 100
     select_from_epoch: int = 30
-    ami_tolerance: float = 1e-4
+    ami_tolerance: float = 0.0   # came 0.1.13 keeps the exact best AMI
     eval_every: int = 1
     dropout_at_inference: bool = True
     cluster_method: str = "leiden"
@@ -1018,7 +1023,8 @@ def train_came(graph: HeteroData, query_clusters=None, *, config: CameConfig | N
             log.warning("no epoch reached a positive AMI after epoch %d; keeping the final weights",
                         config.select_from_epoch)
             selected = config.n_epochs
-        model.train(config.dropout_at_inference)  # CAME predicts with dropout active
+        model.train(config.dropout_at_inference)  # CAME predicts with dropout active in the hidden layers,
+        model.classifier.eval()                   # not in its classifier
         with torch.no_grad():
             logits, hidden = model(tensors)
     probabilities = torch.softmax(logits[query_idx_device], dim=1).cpu().numpy()

@@ -95,7 +95,7 @@ def run_came_task(reference, query, homology: pd.DataFrame, label_column: str, m
     config = CameConfig(**(settings or {}))
     labels = reference.obs[label_column].astype(str).to_numpy()
     clusters = cluster_query(query, method=config.cluster_method, resolution=config.cluster_resolution,
-                             n_neighbors=config.cluster_neighbors, seed=config.cluster_seed)
+                             n_neighbors=config.cluster_neighbors, seed=config.cluster_seed, n_top_genes=n_top_genes)
     selection = select_genes(reference, query, homology, labels, clusters, n_top_genes=n_top_genes, n_degs=n_degs)
     graph = build_came_graph(reference, query, homology, labels, node_genes=selection.node_genes,
                              feature_pairs=selection.feature_pairs,
