@@ -313,6 +313,49 @@ def test_zscore_per_gene_and_constant_genes():
     assert np.all(values[:, 1] == 0)
 
 
+def test_zscore_of_the_nonzero_values_and_clipping():
+    # DeepSEM's cell-type-specific script: the mean and std of a gene's non-zero values scale every value.
+    expression = pd.DataFrame([[0.0, 2.0, 4.0, 0.0], [0.0, 0.0, 7.0, 0.0], [1.0, 1.0, 1.0, 1.0]], index=list("abc"))
+    values = deepsem.zscore(expression, nonzero=True)
+    assert np.allclose(values[:, 0], [-3.0, -1.0, 1.0, -3.0])  # non-zero mean 3, std 1: zeros at −3
+    assert np.all(values[:, 1] == 0) and np.all(values[:, 2] == 0)  # one non-zero value / constant: no scale
+    assert np.allclose(deepsem.zscore(expression, nonzero=True, clip=2.0)[:, 0], [-2.0, -1.0, 1.0, -2.0])
+    assert not np.allclose(deepsem.zscore(expression)[:, 0], values[:, 0])
+
+
+def test_cell_type_specific_deepsem_reconstructs_only_the_observed_entries():
+    m = 4
+    model = deepsem.DeepSEMModel(m, 8, deepsem.initial_w(m, generator=torch.Generator().manual_seed(0)))
+    x = torch.tensor([[0.5, -1.0, 2.0, 0.0]])
+    noise = torch.zeros(1, m)
+    observed = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    with torch.no_grad():
+        out = model(x, *model.sem_matrices(), noise, observed)
+        unmasked = model(x, *model.sem_matrices(), noise)
+        changed = model(x.clone().index_fill_(1, torch.tensor([2, 3]), 9.0), *model.sem_matrices(), noise, observed)
+    rec = out["reconstruction"]
+    assert float(out["rec"]) == pytest.approx(float(((x - rec)[0, :2] ** 2).mean()))
+    assert float(out["rec"]) != pytest.approx(float(unmasked["rec"]))
+    # the unobserved entries still feed the encoder, but are not scored
+    assert float(changed["rec"]) != pytest.approx(float(out["rec"]))
+    config = deepsem.DeepSEMConfig.released(cell_type_specific=True)
+    assert (config.n_epochs, config.alpha, config.beta, config.w_init, config.lr_step_size) == (120, 10.0, 0.1,
+                                                                                              "uniform", 1)
+    assert deepsem.DeepSEMConfig.released().alpha == 100.0 and deepsem.DeepSEMConfig.released(n_epochs=3).n_epochs == 3
+
+
+def test_deepsem_ensemble_averages_the_runs_absolute_weights():
+    expression, _, _ = simulate_sem(n_cells=64)
+    config = {"n_epochs": 3, "n_hidden": 16, "lr": 1e-3, "cell_type_specific": True, "alpha": 10.0, "beta": 0.1}
+    runs = [deepsem.train_deepsem(expression, config, seed=seed, device="cpu").weights for seed in (3, 4)]
+    ensemble = deepsem.train_ensemble(expression, config, runs=2, seed=3, device="cpu")
+    assert np.allclose(ensemble.weights, (np.abs(runs[0]) + np.abs(runs[1])) / 2)
+    assert not np.allclose(runs[0], runs[1])
+    assert ensemble.config["runs"] == 2 and len(ensemble.history) == 6
+    with pytest.raises(InputError, match="runs"):
+        deepsem.train_ensemble(expression, config, runs=0)
+
+
 def test_deepsem_is_deterministic_and_keeps_the_diagonal_zero():
     expression, _, tfs = simulate_sem(n_cells=100)
     config = {"n_epochs": 3, "n_hidden": 16}

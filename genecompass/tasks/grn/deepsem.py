@@ -54,21 +54,31 @@ Details follow the released non-cell-type-specific GRN code:
   the MLPs with RMSprop at ``lr`` while W is frozen, then ``w_epochs``
   (K2 = 2) epochs update only W with a second RMSprop at ``lr · 0.2``.
   A StepLR schedule (γ = 0.95) acts on the MLP optimiser only. The released
-  defaults pass ``step_size=0.99`` to StepLR, which (torch ≥ 1.4) never
-  decays: ``lr_step_size=None`` (default) reproduces that; an integer decays
-  the MLP learning rate by γ every that many epochs.
+  defaults pass ``step_size=0.99`` to StepLR. Under the torch it pins (1.2),
+  whose StepLR computes ``γ^(epoch // step_size)``, that decays the MLP
+  learning rate by 0.95 every epoch; under torch ≥ 1.4 (chained form,
+  ``epoch % 0.99 != 0``) it never decays. ``lr_step_size=None`` (default)
+  is the latter; ``lr_step_size=1`` the former, the behaviour of the
+  environment the released README pins (:meth:`DeepSEMConfig.released`).
 - Input: z-normalised log expression, per gene across cells (population
   standard deviation); a constant gene becomes all zeros (the released code
   would divide by zero).
+- ``cell_type_specific=True`` is the released code's other GRN script (the
+  one its paper used for cell-type-specific ChIP-seq and lof/gof networks):
+  each gene is centred and scaled by the mean and std of its non-zero values
+  only, then clipped to ±10, and the reconstruction error counts the non-zero
+  entries of the input only (a dropout mask). Its released settings are α = 10,
+  β = 0.1 (:meth:`DeepSEMConfig.released`).
 - Defaults: the GeneCompass paper's lr 1e-4, batch 64, 40 epochs (DeepSEM's
   own default is 120 epochs); DeepSEM's α = 100, β = 1, hidden size 128.
+  :meth:`DeepSEMConfig.released` gives the released ``main.py`` settings.
 - Output: |W[TF, gene]| over TF→gene pairs, ranked (:meth:`DeepSEMResult.edges`).
 
 Left out, on purpose: the categorical (Gumbel-softmax) branch of the
 encoder. With K = 1 its output is identically 1 and its loss term the
 constant ``β·log 10``, so it changes nothing in training; it is not built.
-DeepSEM's optional ensembling of several runs is not done here (run with
-several seeds and average the scores if wanted).
+DeepSEM's ensemble (its paper averages |W| over 10 runs) is
+:func:`train_ensemble`; the workflow's rule trains one run.
 
 The GeneCompass update
 ----------------------
@@ -116,6 +126,16 @@ class DeepSEMConfig:
     w_init: str = "gaussian"
     w_init_mean: float | None = None
     mlp_init: str = "xavier_normal"
+    cell_type_specific: bool = False
+
+    @classmethod
+    def released(cls, cell_type_specific: bool = False, **overrides) -> DeepSEMConfig:
+        """The released ``main.py`` settings of DeepSEM's two GRN tasks as they ran under its torch 1.2
+        (120 epochs, uniform W noise, the MLP learning rate × 0.95 every epoch; α = 100, β = 1 for the
+        non-specific task, α = 10, β = 0.1 for the cell-type-specific one)."""
+        values = {"n_epochs": 120, "w_init": "uniform", "lr_step_size": 1, "cell_type_specific": cell_type_specific,
+                  "alpha": 10.0 if cell_type_specific else 100.0, "beta": 0.1 if cell_type_specific else 1.0}
+        return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         positive = {"n_epochs": self.n_epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -193,8 +213,9 @@ class DeepSEMModel(nn.Module):
         return transform, torch.linalg.inv(transform)
 
     def forward(self, x: torch.Tensor, transform: torch.Tensor, inverse: torch.Tensor,
-                noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms for a batch ``x`` (cells × genes); ``noise`` ~ N(0, 1) of the same shape."""
+                noise: torch.Tensor, observed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch ``x`` (cells × genes); ``noise`` ~ N(0, 1) of the same shape;
+        ``observed`` (0/1, same shape): the entries the reconstruction error counts (default all)."""
         per_gene = torch.stack([x, torch.ones_like(x)], dim=-1)  # (value, label) per gene
         hidden = self.encoder(per_gene)
         mean = self.encoder_mean(hidden).squeeze(-1) @ transform
@@ -203,7 +224,11 @@ class DeepSEMModel(nn.Module):
         reconstruction = self.decoder((z @ inverse).unsqueeze(-1)).squeeze(-1)
         prior_mean = self.prior_mean(self.label) @ transform
         prior_var = torch.exp(self.prior_logvar(self.label) @ transform)
-        rec = torch.mean((x - reconstruction) ** 2)
+        squared = (x - reconstruction) ** 2
+        if observed is None:
+            rec = torch.mean(squared)
+        else:
+            rec = torch.sum(squared * observed) / torch.sum(observed).clamp(min=1.0)
         kl = torch.mean(_log_normal(z, mean, var) - _log_normal(z, prior_mean, prior_var))
         return {"rec": rec, "kl": kl, "reconstruction": reconstruction, "mean": mean}
 
@@ -248,14 +273,29 @@ def _init_mlps(model: DeepSEMModel, kind: str, generator: torch.Generator) -> No
                 module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
 
 
-def zscore(expression: pd.DataFrame) -> np.ndarray:
-    """Cells × genes float32: each gene centred and divided by its std across cells (constant genes → 0)."""
+def zscore(expression: pd.DataFrame, nonzero: bool = False, clip: float | None = None) -> np.ndarray:
+    """Cells × genes float32: each gene centred and divided by its std across cells (constant genes → 0).
+
+    ``nonzero``: the mean and std are those of the gene's non-zero values (the
+    zeros are scaled with them too); a gene with fewer than two distinct
+    non-zero values becomes all zeros. ``clip``: then limit to ±clip.
+    """
     values = expression.to_numpy(dtype=np.float64).T
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
+    if nonzero:
+        present = values != 0
+        counts = present.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(present, values, 0.0).sum(axis=0) / counts
+            std = np.sqrt(np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / counts)
+        mean, std = np.nan_to_num(mean), np.nan_to_num(std)
+    else:
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
     out = np.zeros_like(values)
     varying = std > 0
     out[:, varying] = (values[:, varying] - mean[varying]) / std[varying]
+    if clip is not None:
+        np.clip(out, -clip, clip, out=out)
     return out.astype(np.float32)
 
 
@@ -290,7 +330,10 @@ def train_deepsem(expression: pd.DataFrame, config: DeepSEMConfig | dict | None 
         config = DeepSEMConfig.from_dict(config)
     torch_device = resolve_device(device)
     genes = [str(gene) for gene in expression.index]
-    data = torch.from_numpy(zscore(expression)).to(torch_device)
+    specific = config.cell_type_specific
+    data = torch.from_numpy(zscore(expression, nonzero=specific, clip=10.0 if specific else None)).to(torch_device)
+    observed = (torch.from_numpy(expression.to_numpy(dtype=np.float32).T != 0).float().to(torch_device)
+                if specific else None)
     n_cells, n_genes = data.shape
     if n_cells < 2:
         raise InputError(None, "cells", f"DeepSEM needs at least 2 cells, got {n_cells}", "give more cells")
@@ -329,11 +372,12 @@ def train_deepsem(expression: pd.DataFrame, config: DeepSEMConfig | dict | None 
         sums = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sparse": 0.0}
         n_batches = 0
         for start in range(0, n_cells, config.batch_size):
-            batch = data[order[start:start + config.batch_size]]
+            rows = order[start:start + config.batch_size]
+            batch = data[rows]
             transform, inverse = model.sem_matrices() if w_phase else fixed
             noise = torch.randn(batch.shape, generator=noise_gen, device=torch_device)
             optimizer.zero_grad(set_to_none=True)
-            out = model(batch, transform, inverse, noise)
+            out = model(batch, transform, inverse, noise, None if observed is None else observed[rows])
             sparse = config.alpha * torch.mean(torch.abs(model.adjacency()))
             loss = out["rec"] + config.beta * out["kl"] + sparse
             if not torch.isfinite(loss):
@@ -354,3 +398,15 @@ def train_deepsem(expression: pd.DataFrame, config: DeepSEMConfig | dict | None 
     weights = model.adjacency().detach().cpu().numpy().astype(np.float64)
     return DeepSEMResult(genes=genes, weights=weights, history=history, config=asdict(config), seed=seed,
                          device=str(torch_device))
+
+
+def train_ensemble(expression: pd.DataFrame, config: DeepSEMConfig | dict | None = None, runs: int = 10,
+                   seed: int = 0, device: str = "auto") -> DeepSEMResult:
+    """DeepSEM's ensemble: ``runs`` trainings (seeds ``seed``, ``seed + 1``, ...), |W| averaged."""
+    if runs < 1:
+        raise InputError(None, "runs", f"must be at least 1, got {runs}", "use 10 (DeepSEM's paper) or 1")
+    results = [train_deepsem(expression, config, seed=seed + run, device=device) for run in range(runs)]
+    weights = np.mean([np.abs(result.weights) for result in results], axis=0)
+    return DeepSEMResult(genes=results[0].genes, weights=weights,
+                         history=[row | {"run": run} for run, result in enumerate(results) for row in result.history],
+                         config=results[0].config | {"runs": runs}, seed=seed, device=results[0].device)
