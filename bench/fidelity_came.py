@@ -379,7 +379,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rebuild-venv", action="store_true", help="delete and rebuild the cached venv")
     parser.add_argument("--max-cells", nargs="*", default=["baron=300"], metavar="DATASET=N",
                         help="subsample each side of DATASET to at most N cells, the same cells for both "
-                             "implementations (default: baron=800, to keep the CPU run short; none: all cells)")
+                             "implementations (default: baron=300, to keep the CPU run short; none: all cells)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="smoke test only: train this many epochs (checkpoints from a third of them)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)

@@ -290,7 +290,7 @@ def demo_sized(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_gears_beats_train_mean_and_a_broken_gears_does_not(demo_sized):
+def test_gears_beats_train_mean_and_a_gears_trained_on_shuffled_labels(demo_sized):
     prep, terms = demo_sized
     config = {"epochs": 10, "device": "cpu"}  # the demo config's
     gears, _ = task.run_method("gears", prep, terms, seed=0, gears_config=config)
@@ -298,7 +298,11 @@ def test_gears_beats_train_mean_and_a_broken_gears_does_not(demo_sized):
     score_gears, score_mean = _pearson_delta(prep, "gears", gears), _pearson_delta(prep, "train_mean", mean)
     assert score_gears > score_mean + 0.02, (score_gears, score_mean)
 
-    # Broken: every cell trains on a random condition's perturbation (labels shuffled).
+    # Broken: every cell trains on a random condition's perturbation (labels shuffled). Such a model still
+    # learns the average perturbed shift and GEARS's graph structure, which on unseen singles and doubles with
+    # one seen gene scores about as well as the real model (0.38 against 0.38 on combo seen 1), so its overall
+    # score is no fair bar (0.10-0.33 against the train mean's 0.20, by seed and thread count). What only the
+    # perturbation identities teach shows on the doubles of two seen genes: 0.64-0.67 against 0.17-0.38.
     broken = task.Prepared(prep.adata.copy(), prep.split, prep.de_genes, prep.profiles)
     rng = np.random.default_rng(0)
     conditions = broken.adata.obs["condition"].to_numpy()
@@ -306,4 +310,8 @@ def test_gears_beats_train_mean_and_a_broken_gears_does_not(demo_sized):
     conditions[perturbed] = rng.permutation(conditions[perturbed])
     broken.adata.obs["condition"] = conditions
     predicted, _ = task.run_method("gears", broken, terms, seed=0, gears_config=config)
-    assert _pearson_delta(prep, "gears", predicted) < score_mean, "a GEARS trained on shuffled labels passed"
+    seen_both = [c for c, group in prep.split.subgroup.items() if group == "combo_seen2" and c in gears.index]
+    assert len(seen_both) >= 3
+    real = _pearson_delta(prep, "gears", gears.loc[seen_both])
+    shuffled = _pearson_delta(prep, "gears", predicted.loc[seen_both])
+    assert real > shuffled + 0.15, f"a GEARS trained on shuffled labels scored {shuffled:.3f} against {real:.3f}"

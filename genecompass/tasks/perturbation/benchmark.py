@@ -89,7 +89,9 @@ def run_method(method: str, prepared: Prepared, gene_terms: dict[str, set[str]],
         # GEARS's perturbation graph: every measured or perturbed gene with GO terms.
         pert_genes = sorted({g for g in [*genes, *perturbed] if g.upper() in gene_terms})
         go = data.go_graph(pert_genes, gene_terms, settings.go_neighbours, settings.go_threshold)
-        train_cells = prepared.adata.obs["condition"].isin(train).to_numpy()
+        # GEARS builds it from control and single-perturbation training cells (its filter: "ctrl" in the
+        # condition name), not from the combinations (fidelity bench: bench/fidelity_gears.py)
+        train_cells = prepared.adata.obs["condition"].isin([c for c in train if "ctrl" in c]).to_numpy()
         X = data.dense(prepared.adata.X)
         coexpress = data.coexpression_graph(X[train_cells], settings.coexpress_neighbours,
                                             settings.coexpress_threshold)

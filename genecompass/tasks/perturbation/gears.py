@@ -269,6 +269,7 @@ class Gears:
                 optimiser.zero_grad()
                 loss = self._step_loss(chunk, inputs)
                 loss.backward()
+                torch.nn.utils.clip_grad_value_(self.model.parameters(), clip_value=1.0)   # as GEARS does
                 optimiser.step()
                 losses.append(float(loss.detach()))
             scheduler.step()
