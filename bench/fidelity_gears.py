@@ -154,17 +154,10 @@ def load_prepared(prepared_dir: Path, data_file: Path | None, go: Path, seed: in
 
 def our_graphs(prepared, gene_terms: dict, settings) -> dict:
     """The GO and co-expression graphs exactly as ``benchmark.run_method('gears')`` builds them."""
-    from genecompass.tasks.perturbation import data
+    from genecompass.tasks.perturbation import benchmark
 
-    genes = list(prepared.adata.var_names)
-    train = prepared.split.conditions("train")
-    perturbed = sorted({g for c in prepared.adata.obs["condition"].unique() for g in data.condition_genes(c)})
-    pert_genes = sorted({g for g in [*genes, *perturbed] if g.upper() in gene_terms})
-    go = data.go_graph(pert_genes, gene_terms, settings.go_neighbours, settings.go_threshold)
-    train_cells = prepared.adata.obs["condition"].isin(train).to_numpy()
-    coexpress = data.coexpression_graph(data.dense(prepared.adata.X)[train_cells], settings.coexpress_neighbours,
-                                        settings.coexpress_threshold)
-    return {"genes": genes, "pert_genes": pert_genes, "go": go, "coexpress": coexpress}
+    pert_genes, go, coexpress = benchmark.gears_graphs(prepared, gene_terms, settings)
+    return {"genes": list(prepared.adata.var_names), "pert_genes": pert_genes, "go": go, "coexpress": coexpress}
 
 
 def export_inputs(prepared, gene_terms: dict, graphs: dict, export: Path) -> None:

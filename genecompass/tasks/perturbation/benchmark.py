@@ -67,6 +67,25 @@ def read_prepared(outdir) -> Prepared:
     return Prepared(adata, split, de_genes, data.pseudobulk(adata))
 
 
+def gears_graphs(prepared: Prepared, gene_terms: dict[str, set[str]], settings) -> tuple[list[str], object, object]:
+    """GEARS's perturbation genes, GO graph and co-expression graph for a prepared experiment.
+
+    The perturbation graph holds every measured or perturbed gene with GO terms; the co-expression graph is
+    built, as GEARS builds it, from the control and single-perturbation training cells only (its filter:
+    "ctrl" in the condition name), not from the combinations (bench/fidelity_gears.py compares the two).
+    """
+    genes = list(prepared.adata.var_names)
+    conditions = prepared.adata.obs["condition"]
+    perturbed = sorted({g for c in conditions.unique() for g in data.condition_genes(c)})
+    pert_genes = sorted({g for g in [*genes, *perturbed] if g.upper() in gene_terms})
+    go = data.go_graph(pert_genes, gene_terms, settings.go_neighbours, settings.go_threshold)
+    train = prepared.split.conditions("train")
+    train_cells = conditions.isin([c for c in train if "ctrl" in c]).to_numpy()
+    coexpress = data.coexpression_graph(data.dense(prepared.adata.X)[train_cells], settings.coexpress_neighbours,
+                                        settings.coexpress_threshold)
+    return pert_genes, go, coexpress
+
+
 def run_method(method: str, prepared: Prepared, gene_terms: dict[str, set[str]], seed: int,
                gears_config: dict | None = None, baseline_config: dict | None = None,
                symbol_table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
@@ -86,15 +105,8 @@ def run_method(method: str, prepared: Prepared, gene_terms: dict[str, set[str]],
         from genecompass.tasks.perturbation.gears import Gears, GearsSettings  # torch_geometric: only GEARS needs it
 
         settings = GearsSettings.from_config(gears_config, seed)
-        # GEARS's perturbation graph: every measured or perturbed gene with GO terms.
-        pert_genes = sorted({g for g in [*genes, *perturbed] if g.upper() in gene_terms})
-        go = data.go_graph(pert_genes, gene_terms, settings.go_neighbours, settings.go_threshold)
-        # GEARS builds it from control and single-perturbation training cells (its filter: "ctrl" in the
-        # condition name), not from the combinations (fidelity bench: bench/fidelity_gears.py)
-        train_cells = prepared.adata.obs["condition"].isin([c for c in train if "ctrl" in c]).to_numpy()
+        pert_genes, go, coexpress = gears_graphs(prepared, gene_terms, settings)
         X = data.dense(prepared.adata.X)
-        coexpress = data.coexpression_graph(X[train_cells], settings.coexpress_neighbours,
-                                            settings.coexpress_threshold)
         gene_vectors = genecompass_vectors(genes, symbol_table) if method == "genecompass_gears" else None
         model = Gears(X, prepared.adata.obs["condition"].to_numpy(), genes, pert_genes, go, coexpress,
                       prepared.de_genes, settings, gene_vectors)
