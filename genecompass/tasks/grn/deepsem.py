@@ -40,10 +40,13 @@ Details follow the released non-cell-type-specific GRN code:
   sums to 1 and ``I − W`` is singular but for the noise (``(I − W)·1 =
   −noise·1``). The released uniform noise (mean ε) keeps its smallest
   eigenvalue near −(m−1)ε (about −0.1 for BEELINE's ~1,100 genes, −0.003 for
-  30 genes); the papers' zero-mean Gaussian leaves it at O(ε). At BEELINE
-  scale training moves W's row sums quickly (by about m·lr per step) and
-  recovers; with a few tens of genes the VAE often collapses to predicting
-  the mean (reconstruction error ≈ 1) and W learns nothing. For small gene
+  30 genes); the papers' zero-mean Gaussian leaves it at O(ε). That
+  decides the result: on BEELINE mDC (821 genes) DeepSEM with the Gaussian
+  noise ranks edges at chance (EPR 0.92–1.01), with the uniform noise well
+  above it (2.0–2.8; ``bench/fidelity_deepsem.py``, README "Fidelity"), so
+  use ``w_init="uniform"`` with ``1/(m−1)`` (the real config does). With a
+  few tens of genes the VAE often collapses to predicting the mean
+  (reconstruction error ≈ 1) and W learns nothing. For small gene
   sets set ``w_init_mean=0`` (W starts near zero, ``I − W`` ≈ I), and mind
   that the L1 weight per entry is α/m², so α = 100 is strong for few genes.
 - MLP weights: Xavier-normal with zero biases, as the released code sets
