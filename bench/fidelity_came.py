@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fidelity_venv import ensure_venv, venv_python  # bench/, beside this script
+from fidelity_venv import add_shared_options, beyond_seed_spread, ensure_venv, venv_python  # bench/, beside this script
 
 if TYPE_CHECKING:  # the worker runs in the published venv: keep module-level imports to the stdlib
     import pandas as pd
@@ -350,7 +350,7 @@ def fidelity_table(dataset: str, ours, published) -> pd.DataFrame:
         diff = o.mean() - p.mean()
         rows.append({"dataset": dataset, "metric": metric, "ours_mean": o.mean(), "ours_sd": sd_o,
                      "published_mean": p.mean(), "published_sd": sd_p, "difference": diff,
-                     "beyond_seed_spread": abs(diff) > sd_o + sd_p, "n_seeds": len(o)})
+                     "beyond_seed_spread": beyond_seed_spread(diff, sd_o, sd_p), "n_seeds": len(o)})
     return pd.DataFrame(rows)
 
 
@@ -370,14 +370,12 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", nargs="+", choices=("baron", "demo"), default=["baron", "demo"])
     parser.add_argument("--demo-results", type=Path, default=REPO / "results",
                         help="a finished demo run's results folder (qc/*.h5ad, tokens/dictionary.tsv)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 on each side (default 3)")
+    add_shared_options(parser, FIDELITY / "came_venv")
     parser.add_argument("--ours", choices=("published", "library"), default="published",
                         help="our settings: CAME 0.1.13's published defaults (default) or "
                              "CameConfig.came_defaults()")
     parser.add_argument("--out", type=Path, default=FIDELITY / "came_fidelity.tsv", help="the tables as TSV")
     parser.add_argument("--scratch", type=Path, default=FIDELITY / "came_work")
-    parser.add_argument("--venv", type=Path, default=FIDELITY / "came_venv")
-    parser.add_argument("--rebuild-venv", action="store_true", help="delete and rebuild the cached venv")
     parser.add_argument("--max-cells", nargs="*", default=["baron=300"], metavar="DATASET=N",
                         help="subsample each side of DATASET to at most N cells, the same cells for both "
                              "implementations (default: baron=300, to keep the CPU run short; none: all cells)")

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fidelity_venv import ensure_venv, venv_python  # bench/, beside this script
+from fidelity_venv import add_shared_options, beyond_seed_spread, ensure_venv, venv_python  # bench/, beside this script
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -333,7 +333,8 @@ def fidelity_table(ours, published) -> pd.DataFrame:
             rows.append({"metric": metric, "subgroup": subgroup,
                          "n_conditions": int(ours.loc[ours["subgroup"] == subgroup, "n_conditions"].iloc[0]),
                          "ours_mean": float(a.mean()), "ours_sd": sd_a, "published_mean": float(b.mean()),
-                         "published_sd": sd_b, "difference": diff, "beyond_seed_spread": abs(diff) > sd_a + sd_b})
+                         "published_sd": sd_b, "difference": diff,
+                         "beyond_seed_spread": beyond_seed_spread(diff, sd_a, sd_b)})
     return pd.DataFrame(rows)
 
 
@@ -358,14 +359,12 @@ def main(argv=None) -> None:
                         help="its config (default: <results>/../config/config.yaml, else the repository's)")
     parser.add_argument("--dataset", default=None, help="tasks.perturbation dataset (default: the first)")
     parser.add_argument("--go", type=Path, default=None, help="GO gene-set GMT (default: the dataset's)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 on each side (default 3)")
+    add_shared_options(parser, FIDELITY / "gears_venv")
     parser.add_argument("--graphs", choices=("shared", "published"), default="shared",
                         help="shared: the published model gets our rule's GO and co-expression graphs (default); "
                              "published: it builds its own from the same GO file and split")
     parser.add_argument("--out", type=Path, default=FIDELITY / "gears_fidelity.tsv", help="the table as TSV")
-    parser.add_argument("--venv", type=Path, default=FIDELITY / "gears_venv")
     parser.add_argument("--torch-wheel", default=None, help=f"local torch wheel (default: {TORCH_WHEELS})")
-    parser.add_argument("--rebuild-venv", action="store_true", help="delete and rebuild the cached venv")
     # internal: the run inside the published package's venv
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)

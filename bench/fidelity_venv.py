@@ -44,3 +44,15 @@ def ensure_venv(venv: Path, installs: Sequence[Sequence[str]], check: str, *, re
     subprocess.run([str(venv_python(venv)), "-c", check], check=True, env={**os.environ, **(env or {})})
     stamp_file.write_text(stamp_text)
     return time.time() - start
+
+
+def add_shared_options(parser, default_venv: Path) -> None:
+    """The options every fidelity bench takes: ``--seeds``, ``--venv``, ``--rebuild-venv``."""
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 on each side (default 3)")
+    parser.add_argument("--venv", type=Path, default=default_venv)
+    parser.add_argument("--rebuild-venv", action="store_true", help="delete and rebuild the cached venv")
+
+
+def beyond_seed_spread(difference: float, sd_ours: float, sd_published: float) -> bool:
+    """The benches' one criterion: a difference larger than the two seed sds together."""
+    return abs(difference) > sd_ours + sd_published
